@@ -1,0 +1,29 @@
+#pragma once
+// Small helpers shared by the subcommands: argument scanning and the
+// signature every subcommand has. main.cpp only dispatches.
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace pisec::cli {
+
+using Args = std::vector<std::string>;
+using Command = int (*)(const Args& args);
+
+// Thrown for bad command-line usage; main prints it with the usage line, exit 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Removes "-x VALUE" (or "--long VALUE") from args and returns VALUE.
+std::optional<std::string> take_option(Args& args, std::initializer_list<const char*> names);
+// Removes a bare flag and reports whether it was present.
+bool take_flag(Args& args, std::initializer_list<const char*> names);
+// After options are taken, rejects anything left that starts with '-'.
+void reject_unknown_options(const Args& args);
+
+int cmd_version(const Args& args);
+int cmd_check_config(const Args& args);
+
+}  // namespace pisec::cli

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Installs everything pisecd needs to build and test on Debian bookworm, and
+# assembles the armel sysroot for the ARMv6 cross build under build/.
+# Idempotent: a second run only checks and returns.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+SYSROOT=$ROOT/build/sysroot-armel
+STAMP_VERSION=3
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+HOST_PACKAGES=(
+  build-essential cmake ninja-build pkg-config git file
+  g++-arm-linux-gnueabi binutils-arm-linux-gnueabi   # ARMv6 cross build (armel ABI)
+  gcc-arm-linux-gnueabihf                            # only for the ARMv7 elfcheck fixture
+  qemu-user-static                                   # runs ARM binaries as an ARM1176
+  golang-go                                          # Go GOARM fixtures for elfcheck
+  bubblewrap nftables iproute2 procps psmisc curl    # the real components the tests start
+  signify-openbsd hyperfine                          # cross-checks and benchmarks
+  libseccomp-dev libcap-dev libnftnl-dev libmnl-dev libboost1.74-dev libssl-dev
+  libc-ares-dev catch2 libtomlplusplus-dev nlohmann-json3-dev
+)
+# armel (ARMv5TE-baseline) -dev packages unpacked into the sysroot; static
+# archives only are linked. Runtime packages carry nothing we link statically.
+ARMEL_PACKAGES=(libssl-dev libseccomp-dev libcap-dev libnftnl-dev libc-ares-dev)
+# bookworm's libmnl-dev has no libmnl.a: the trixie package does.
+TRIXIE_ARMEL_PACKAGES=(libmnl-dev)
+
+missing=()
+for p in "${HOST_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+stamp_content="$STAMP_VERSION ${ARMEL_PACKAGES[*]} ${TRIXIE_ARMEL_PACKAGES[*]}"
+if [ -f "$SYSROOT/.stamp" ] && [ "$(cat "$SYSROOT/.stamp")" = "$stamp_content" ]; then
+  log "armel sysroot up to date ($SYSROOT)"
+  exit 0
+fi
+
+if ! dpkg --print-foreign-architectures | grep -qx armel; then
+  log "adding the armel architecture"
+  as_root dpkg --add-architecture armel
+  as_root apt-get update -qq
+elif ! apt-cache show libssl-dev:armel >/dev/null 2>&1; then
+  as_root apt-get update -qq
+fi
+
+debs=$ROOT/build/armel-debs
+rm -rf "$debs" "$SYSROOT.tmp"
+mkdir -p "$debs" "$SYSROOT.tmp"
+( cd "$debs" && apt-get -o APT::Sandbox::User=root download -qq "${ARMEL_PACKAGES[@]/%/:armel}" )
+
+# A private apt configuration for the next release, reading the mirror from
+# this machine's own sources so no registry name is written here.
+uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+if [ -z "$uri" ]; then
+  uri=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list 2>/dev/null || true)
+fi
+[ -n "$uri" ] || { log "cannot find this machine's Debian mirror in /etc/apt"; exit 1; }
+apt_dir=$ROOT/build/apt-trixie
+mkdir -p "$apt_dir/sources" "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+cat > "$apt_dir/sources/trixie.sources" <<SRC
+Types: deb
+URIs: $uri
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+apt_opts=(-o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$apt_dir/sources"
+          -o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache="$apt_dir/cache"
+          -o APT::Architecture=armel -o APT::Architectures=armel -o Debug::NoLocking=1)
+apt-get "${apt_opts[@]}" update -qq
+( cd "$debs" && apt-get "${apt_opts[@]}" -o APT::Sandbox::User=root download -qq "${TRIXIE_ARMEL_PACKAGES[@]}" )
+
+for deb in "$debs"/*.deb; do dpkg -x "$deb" "$SYSROOT.tmp"; done
+# Header-only libraries are architecture-independent: expose the host's copies.
+for inc in boost toml++ nlohmann catch2; do
+  ln -sfn "/usr/include/$inc" "$SYSROOT.tmp/usr/include/$inc"
+done
+# Dev packages point their .so symlinks at runtime packages we did not unpack;
+# drop them so nothing can link dynamically by accident.
+find "$SYSROOT.tmp" -name '*.so' -type l -delete
+for lib in libssl.a libcrypto.a libseccomp.a libcap.a libnftnl.a libmnl.a libcares.a; do
+  [ -f "$SYSROOT.tmp/usr/lib/arm-linux-gnueabi/$lib" ] || { log "armel sysroot lacks $lib"; exit 1; }
+done
+echo "$stamp_content" > "$SYSROOT.tmp/.stamp"
+rm -rf "$SYSROOT"
+mv "$SYSROOT.tmp" "$SYSROOT"
+log "armel sysroot ready ($SYSROOT)"

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The README's test command: set up, build both presets, run every test.
+#   - unit tests natively, and the ARMv6 unit-test binary under qemu-arm-static -cpu arm1176
+#   - integration tests (root, throwaway network namespaces) when run as root
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+jobs=$(nproc)
+cmake --preset host >/dev/null
+cmake --build --preset host -j "$jobs"
+cmake --preset armv6 >/dev/null
+cmake --build --preset armv6 -j "$jobs"
+
+bin=build/armv6/pisecd
+printf 'armv6 binary: %s bytes (stripped, static; aim < 4194304)\n' "$(stat -c %s "$bin")"
+file -b "$bin"
+
+echo "== ARMv6 unit tests under qemu-arm-static -cpu arm1176 =="
+ctest --test-dir build/armv6 --output-on-failure -L unit
+
+echo "== host tests (unit + integration) =="
+if [ "$(id -u)" -ne 0 ]; then
+  echo "note: not root, integration tests will be skipped"
+fi
+ctest --test-dir build/host --output-on-failure -j 1

@@ -1,0 +1,512 @@
+#include "pisec/config.hpp"
+
+#include <fstream>
+#include <functional>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace pisec::config {
+
+std::string Error::to_string() const {
+  std::ostringstream out;
+  out << file;
+  if (line > 0) out << ':' << line;
+  out << ": ";
+  if (!key.empty()) out << key << ": ";
+  out << reason;
+  return out.str();
+}
+
+static std::string join_errors(const std::vector<Error>& errors) {
+  std::string text;
+  for (const auto& e : errors) {
+    if (!text.empty()) text += '\n';
+    text += e.to_string();
+  }
+  return text;
+}
+
+LoadError::LoadError(std::vector<Error> errors)
+    : std::runtime_error(join_errors(errors)), errors_(std::move(errors)) {}
+
+const char* to_string(OnFailure f) { return f == OnFailure::quarantine ? "quarantine" : "continue"; }
+const char* to_string(RestartPolicy r) {
+  switch (r) {
+    case RestartPolicy::always: return "always";
+    case RestartPolicy::on_failure: return "on-failure";
+    case RestartPolicy::never: return "never";
+  }
+  return "?";
+}
+
+namespace {
+
+// Reads one TOML table into a struct, remembering which keys it used so the
+// rest can be reported as unknown. Every error carries file, line and key.
+class TableReader {
+ public:
+  TableReader(const toml::table* table, std::string prefix, std::string file,
+              std::vector<Error>& errors)
+      : table_(table), prefix_(std::move(prefix)), file_(std::move(file)), errors_(errors) {}
+
+  void fail(const std::string& key, const toml::node* node, std::string reason) {
+    int line = node ? static_cast<int>(node->source().begin.line) : 0;
+    errors_.push_back({file_, line, qualified(key), std::move(reason)});
+  }
+
+  std::string qualified(const std::string& key) const {
+    return prefix_.empty() ? key : prefix_ + "." + key;
+  }
+
+  const toml::node* take(const std::string& key) {
+    known_.insert(key);
+    return table_ ? table_->get(key) : nullptr;
+  }
+
+  void boolean(const std::string& key, bool& out) {
+    if (auto* n = take(key)) {
+      if (auto v = n->value_exact<bool>()) out = *v;
+      else fail(key, n, "must be true or false, got " + describe(*n));
+    }
+  }
+
+  template <typename Int>
+  void integer(const std::string& key, Int& out, long long min, long long max) {
+    if (auto* n = take(key)) {
+      auto v = n->value_exact<int64_t>();
+      if (!v) return fail(key, n, "must be an integer, got " + describe(*n));
+      if (*v < min || *v > max)
+        return fail(key, n, "must be " + std::to_string(min) + "-" + std::to_string(max) +
+                                ", got " + std::to_string(*v));
+      out = static_cast<Int>(*v);
+    }
+  }
+
+  void number(const std::string& key, double& out, double min, double max) {
+    if (auto* n = take(key)) {
+      std::optional<double> v = n->value_exact<double>();
+      if (!v) {
+        if (auto i = n->value_exact<int64_t>()) v = static_cast<double>(*i);
+      }
+      if (!v) return fail(key, n, "must be a number, got " + describe(*n));
+      if (*v < min || *v > max) {
+        std::ostringstream r;
+        r << "must be between " << min << " and " << max << ", got " << *v;
+        return fail(key, n, r.str());
+      }
+      out = *v;
+    }
+  }
+
+  // check returns an empty string when the value is fine, else the reason.
+  void string(const std::string& key, std::string& out,
+              const std::function<std::string(const std::string&)>& check = {}) {
+    if (auto* n = take(key)) {
+      auto v = n->value_exact<std::string>();
+      if (!v) return fail(key, n, "must be a string, got " + describe(*n));
+      if (check) {
+        if (auto reason = check(*v); !reason.empty()) return fail(key, n, reason);
+      }
+      out = *v;
+    }
+  }
+
+  void string_list(const std::string& key, std::vector<std::string>& out,
+                   const std::function<std::string(const std::string&)>& check = {}) {
+    if (auto* n = take(key)) {
+      auto* arr = n->as_array();
+      if (!arr) return fail(key, n, "must be an array of strings, got " + describe(*n));
+      std::vector<std::string> values;
+      bool ok = true;
+      for (std::size_t i = 0; i < arr->size(); ++i) {
+        const toml::node& item = *arr->get(i);
+        auto v = item.value_exact<std::string>();
+        std::string where = key + "[" + std::to_string(i) + "]";
+        if (!v) {
+          fail(where, &item, "must be a string, got " + describe(item));
+          ok = false;
+        } else if (check) {
+          if (auto reason = check(*v); !reason.empty()) {
+            fail(where, &item, reason);
+            ok = false;
+          }
+        }
+        if (v) values.push_back(*v);
+      }
+      if (ok) out = std::move(values);
+    }
+  }
+
+  void string_map(const std::string& key, std::map<std::string, std::string>& out,
+                  const std::function<std::string(const std::string&)>& check_key = {}) {
+    if (auto* n = take(key)) {
+      auto* t = n->as_table();
+      if (!t) return fail(key, n, "must be a table of strings, got " + describe(*n));
+      std::map<std::string, std::string> values;
+      for (auto&& [k, v] : *t) {
+        std::string name(k.str());
+        auto s = v.value_exact<std::string>();
+        if (!s) {
+          fail(key + "." + name, &v, "must be a string, got " + describe(v));
+          continue;
+        }
+        if (check_key) {
+          if (auto reason = check_key(name); !reason.empty()) {
+            fail(key + "." + name, &v, reason);
+            continue;
+          }
+        }
+        values[name] = *s;
+      }
+      out = std::move(values);
+    }
+  }
+
+  template <typename Enum>
+  void choice(const std::string& key, Enum& out,
+              std::initializer_list<std::pair<const char*, Enum>> options) {
+    if (auto* n = take(key)) {
+      auto v = n->value_exact<std::string>();
+      std::string allowed;
+      for (auto& [name, value] : options) {
+        if (v && *v == name) {
+          out = value;
+          return;
+        }
+        allowed += allowed.empty() ? "" : ", ";
+        allowed += std::string("\"") + name + "\"";
+      }
+      fail(key, n, "must be one of " + allowed + ", got " + describe(*n));
+    }
+  }
+
+  // Reports every key present in the table that no reader asked for.
+  void reject_unknown(const std::set<std::string>& subtables = {}) {
+    if (!table_) return;
+    for (auto&& [k, v] : *table_) {
+      std::string name(k.str());
+      if (known_.count(name) || subtables.count(name)) continue;
+      fail(name, &v, "unknown key");
+    }
+  }
+
+  static std::string describe(const toml::node& n) {
+    std::ostringstream out;
+    switch (n.type()) {
+      case toml::node_type::string: out << '"' << *n.value<std::string>() << '"'; break;
+      case toml::node_type::integer: out << *n.value<int64_t>(); break;
+      case toml::node_type::floating_point: out << *n.value<double>(); break;
+      case toml::node_type::boolean: out << (*n.value<bool>() ? "true" : "false"); break;
+      case toml::node_type::array: out << "an array"; break;
+      case toml::node_type::table: out << "a table"; break;
+      default: out << "a date/time"; break;
+    }
+    return out.str();
+  }
+
+ private:
+  const toml::table* table_;
+  std::string prefix_;
+  std::string file_;
+  std::vector<Error>& errors_;
+  std::set<std::string> known_;
+};
+
+std::string absolute_path(const std::string& v) {
+  return (!v.empty() && v[0] == '/') ? "" : "must be an absolute path, got \"" + v + "\"";
+}
+std::string optional_absolute_path(const std::string& v) {
+  return v.empty() ? "" : absolute_path(v);
+}
+
+std::string host_port(const std::string& v) {
+  // "host", "host:port", "[v6]:port" — the name is resolved later.
+  if (v.empty()) return "must not be empty";
+  std::string port;
+  if (v.front() == '[') {
+    auto close = v.find(']');
+    if (close == std::string::npos) return "unterminated '[' in \"" + v + "\"";
+    if (close + 1 < v.size()) {
+      if (v[close + 1] != ':') return "expected ':' after ']' in \"" + v + "\"";
+      port = v.substr(close + 2);
+    }
+  } else if (std::count(v.begin(), v.end(), ':') == 1) {
+    port = v.substr(v.find(':') + 1);
+  }
+  if (!port.empty() || v.back() == ':') {
+    if (port.empty() || port.size() > 5 ||
+        port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) < 1 ||
+        std::stoi(port) > 65535)
+      return "port must be 1-65535 in \"" + v + "\"";
+  }
+  return "";
+}
+
+std::string regex_check(const std::string& v) {
+  try {
+    std::regex re(v, std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    return "invalid regular expression \"" + v + "\": " + e.what();
+  }
+  return "";
+}
+
+void read_gate_common(TableReader& r, GateCommon& g) {
+  r.boolean("enabled", g.enabled);
+  r.integer("timeout_s", g.timeout_s, 1, 3600);
+  r.choice("on_failure", g.on_failure,
+           {{"quarantine", OnFailure::quarantine}, {"continue", OnFailure::proceed}});
+}
+
+const toml::table* subtable(const toml::table& parent, const std::string& key,
+                            const std::string& qualified, const std::string& file,
+                            std::vector<Error>& errors) {
+  const toml::node* n = parent.get(key);
+  if (!n) return nullptr;
+  if (auto* t = n->as_table()) return t;
+  errors.push_back({file, static_cast<int>(n->source().begin.line), qualified,
+                    "must be a table ([" + qualified + "])"});
+  return nullptr;
+}
+
+Config build(const toml::table& root, const std::string& file) {
+  Config c;
+  c.source_path = file;
+  std::vector<Error> errors;
+  auto reader = [&](const toml::table* t, const std::string& name) {
+    return TableReader(t, name, file, errors);
+  };
+
+  {
+    auto r = reader(subtable(root, "daemon", "daemon", file, errors), "daemon");
+    r.string("control_socket", c.daemon.control_socket, absolute_path);
+    r.string("admin_group", c.daemon.admin_group);
+    r.string("state_dir", c.daemon.state_dir, absolute_path);
+    r.reject_unknown();
+  }
+
+  const toml::table* gates = subtable(root, "gates", "gates", file, errors);
+  auto gate = [&](const char* name) {
+    return gates ? subtable(*gates, name, std::string("gates.") + name, file, errors) : nullptr;
+  };
+  {
+    auto r = reader(gate("entropy"), "gates.entropy");
+    auto& g = c.gates.entropy;
+    read_gate_common(r, g);
+    r.string("hwrng", g.hwrng, optional_absolute_path);
+    r.string("seed_file", g.seed_file, optional_absolute_path);
+    r.integer("hwrng_blocks", g.hwrng_blocks, 1, 4096);
+    r.number("max_block_failure_ratio", g.max_block_failure_ratio, 0.0, 1.0);
+    r.reject_unknown();
+  }
+  {
+    auto r = reader(gate("clock"), "gates.clock");
+    auto& g = c.gates.clock;
+    read_gate_common(r, g);
+    r.string_list("servers", g.servers, host_port);
+    r.integer("min_sources", g.min_sources, 1, 16);
+    r.boolean("set_clock", g.set_clock);
+    r.string("state_file", g.state_file, optional_absolute_path);
+    r.integer("request_timeout_ms", g.request_timeout_ms, 10, 60000);
+    r.integer("retries", g.retries, 0, 10);
+    r.number("max_root_distance_s", g.max_root_distance_s, 0.001, 16.0);
+    r.number("max_disagreement_s", g.max_disagreement_s, 0.001, 3600.0);
+    r.reject_unknown();
+    if (g.enabled && static_cast<int>(g.servers.size()) < g.min_sources)
+      errors.push_back({file, 0, "gates.clock.servers",
+                        "lists " + std::to_string(g.servers.size()) +
+                            " server(s) but min_sources is " + std::to_string(g.min_sources)});
+  }
+  {
+    auto r = reader(gate("integrity"), "gates.integrity");
+    auto& g = c.gates.integrity;
+    read_gate_common(r, g);
+    r.string("manifest", g.manifest, optional_absolute_path);
+    r.string("signature", g.signature, optional_absolute_path);
+    r.string("public_key", g.public_key, optional_absolute_path);
+    r.string("root", g.root, absolute_path);
+    r.reject_unknown();
+    if (g.signature.empty() && !g.manifest.empty()) g.signature = g.manifest + ".sig";
+    if (g.enabled && (g.manifest.empty() || g.public_key.empty()))
+      errors.push_back({file, 0, "gates.integrity",
+                        "enabled but manifest or public_key is not set (set both, or enabled = false)"});
+  }
+  {
+    auto r = reader(gate("arch"), "gates.arch");
+    auto& g = c.gates.arch;
+    read_gate_common(r, g);
+    r.string("target", g.target, [](const std::string& v) {
+      return (v == "armv6" || v == "host") ? "" : "must be \"armv6\" or \"host\", got \"" + v + "\"";
+    });
+    r.boolean("allow_unknown", g.allow_unknown);
+    r.reject_unknown();
+  }
+  if (gates) {
+    TableReader r(gates, "gates", file, errors);
+    r.reject_unknown({"entropy", "clock", "integrity", "arch"});
+  }
+
+  {
+    auto r = reader(subtable(root, "firewall", "firewall", file, errors), "firewall");
+    auto& f = c.firewall;
+    r.boolean("enabled", f.enabled);
+    r.string("table", f.table, [](const std::string& v) -> std::string {
+      static const std::regex ok("[A-Za-z][A-Za-z0-9_]{0,31}");
+      return std::regex_match(v, ok) ? "" : "must be 1-32 letters, digits or '_', starting with a letter";
+    });
+    r.integer("public_port", f.public_port, 1, 65535);
+    r.integer("app_port", f.app_port, 1, 65535);
+    r.integer("new_conn_rate", f.new_conn_rate, 1, 100000);
+    r.integer("new_conn_burst", f.new_conn_burst, 1, 100000);
+    r.integer("max_conn_per_source", f.max_conn_per_source, 1, 65535);
+    r.integer("icmp_echo_rate", f.icmp_echo_rate, 1, 10000);
+    // Entry syntax is checked by the firewall module, which owns its meaning.
+    r.string_list("egress", f.egress);
+    r.string_list("inbound", f.inbound);
+    r.string_list("resolvers", f.resolvers);
+    r.reject_unknown();
+    if (f.public_port == f.app_port)
+      errors.push_back({file, 0, "firewall.app_port", "must differ from public_port"});
+  }
+
+  {
+    auto r = reader(subtable(root, "payload", "payload", file, errors), "payload");
+    auto& p = c.payload;
+    r.string_list("command", p.command);
+    r.string("rootfs", p.rootfs, optional_absolute_path);
+    r.string_list("ro_binds", p.ro_binds, absolute_path);
+    r.string_list("rw_paths", p.rw_paths, absolute_path);
+    r.integer("uid", p.uid, 1, 4294967294LL);
+    r.integer("gid", p.gid, 1, 4294967294LL);
+    r.string_map("env", p.env, [](const std::string& k) -> std::string {
+      static const std::regex ok("[A-Za-z_][A-Za-z0-9_]*");
+      return std::regex_match(k, ok) ? "" : "is not a valid environment variable name";
+    });
+    r.string("init", p.init, [](const std::string& v) -> std::string {
+      if (v == "builtin" || v == "tini" || (!v.empty() && v[0] == '/')) return "";
+      return "must be \"builtin\", \"tini\" or an absolute path, got \"" + v + "\"";
+    });
+    r.integer("stop_grace_ms", p.stop_grace_ms, 0, 600000);
+    r.integer("max_processes", p.max_processes, 1, 65536);
+    r.integer("max_open_files", p.max_open_files, 16, 1048576);
+    r.integer("max_address_space_mb", p.max_address_space_mb, 0, 1048576);
+    r.string_list("seccomp_deny", p.seccomp_deny);
+    r.string("hostname", p.hostname);
+    r.string("cwd", p.cwd, absolute_path);
+    r.reject_unknown();
+    if (p.command.empty())
+      errors.push_back({file, 0, "payload.command", "must name the program to run"});
+    else if (p.command[0].empty() || p.command[0][0] != '/')
+      errors.push_back({file, 0, "payload.command", "program must be an absolute path, got \"" +
+                                                        p.command[0] + "\""});
+  }
+
+  {
+    auto r = reader(subtable(root, "watchdog", "watchdog", file, errors), "watchdog");
+    auto& w = c.watchdog;
+    r.choice("restart", w.restart,
+             {{"always", RestartPolicy::always},
+              {"on-failure", RestartPolicy::on_failure},
+              {"never", RestartPolicy::never}});
+    r.integer("backoff_initial_ms", w.backoff_initial_ms, 0, 3600000);
+    r.integer("backoff_max_ms", w.backoff_max_ms, 0, 3600000);
+    r.integer("burst", w.burst, 1, 1000);
+    r.integer("burst_window_s", w.burst_window_s, 1, 86400);
+    r.integer("healthy_after_s", w.healthy_after_s, 1, 86400);
+    r.string("probe", w.probe, [](const std::string& v) -> std::string {
+      if (v.empty()) return "";
+      static const std::regex ok(R"((http://[^/\s:]+:\d{1,5}(/\S*)?|tcp://[^/\s:]+:\d{1,5}))");
+      return std::regex_match(v, ok) ? ""
+                                     : "must be \"http://HOST:PORT/PATH\" or \"tcp://HOST:PORT\", got \"" + v + "\"";
+    });
+    r.integer("probe_interval_ms", w.probe_interval_ms, 100, 3600000);
+    r.integer("probe_timeout_ms", w.probe_timeout_ms, 10, 600000);
+    r.integer("probe_failures", w.probe_failures, 1, 100);
+    r.string("hardware_device", w.hardware_device, optional_absolute_path);
+    r.integer("hardware_timeout_s", w.hardware_timeout_s, 1, 600);
+    r.reject_unknown();
+    if (w.backoff_max_ms < w.backoff_initial_ms)
+      errors.push_back({file, 0, "watchdog.backoff_max_ms", "must be >= backoff_initial_ms"});
+    if (!w.probe.empty() && w.probe_timeout_ms >= w.probe_interval_ms)
+      errors.push_back({file, 0, "watchdog.probe_timeout_ms", "must be less than probe_interval_ms"});
+  }
+
+  {
+    auto r = reader(subtable(root, "logs", "logs", file, errors), "logs");
+    auto& l = c.logs;
+    r.integer("ring_bytes", l.ring_bytes, 4096, 64LL * 1024 * 1024);
+    r.string_list("redact", l.redact, regex_check);
+    r.boolean("stderr", l.stderr_copy);
+    r.boolean("syslog", l.syslog);
+    r.integer("max_line_bytes", l.max_line_bytes, 64, 65536);
+    r.reject_unknown();
+  }
+
+  {
+    auto r = reader(subtable(root, "mux", "mux", file, errors), "mux");
+    auto& m = c.mux;
+    r.boolean("enabled", m.enabled);
+    r.string("listen", m.listen, host_port);
+    r.string("upstream", m.upstream, host_port);
+    r.string("token_sha256", m.token_sha256, [](const std::string& v) -> std::string {
+      static const std::regex ok("[0-9a-f]{64}");
+      return v.empty() || std::regex_match(v, ok) ? "" : "must be 64 lowercase hex digits (sha256 of the token)";
+    });
+    r.reject_unknown();
+    if (m.enabled && m.token_sha256.empty())
+      errors.push_back({file, 0, "mux.token_sha256", "must be set when the mux is enabled"});
+  }
+
+  {
+    auto r = reader(subtable(root, "attestation", "attestation", file, errors), "attestation");
+    auto& a = c.attestation;
+    r.boolean("enabled", a.enabled);
+    r.string("verifier_url", a.verifier_url, [](const std::string& v) -> std::string {
+      return v.empty() || v.rfind("https://", 0) == 0 ? "" : "must be an https:// URL, got \"" + v + "\"";
+    });
+    r.string("ca_file", a.ca_file, optional_absolute_path);
+    r.string("device_key", a.device_key, optional_absolute_path);
+    r.boolean("required", a.required);
+    r.reject_unknown();
+    if (a.enabled && (a.verifier_url.empty() || a.device_key.empty()))
+      errors.push_back({file, 0, "attestation", "enabled but verifier_url or device_key is not set"});
+  }
+
+  {
+    TableReader r(&root, "", file, errors);
+    r.reject_unknown({"daemon", "gates", "firewall", "payload", "watchdog", "logs", "mux",
+                      "attestation"});
+  }
+
+  if (!errors.empty()) throw LoadError(std::move(errors));
+  return c;
+}
+
+Config parse(std::string_view text, const std::string& name) {
+  try {
+    toml::table root = toml::parse(text, name);
+    return build(root, name);
+  } catch (const toml::parse_error& e) {
+    throw LoadError({{name, static_cast<int>(e.source().begin.line), "",
+                      "TOML syntax: " + std::string(e.description())}});
+  }
+}
+
+}  // namespace
+
+Config load_string(std::string_view toml_text, const std::string& display_name) {
+  return parse(toml_text, display_name);
+}
+
+Config load_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw LoadError({{path, 0, "", std::string("cannot read: ") + std::strerror(errno)}});
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  if (buf.str().size() > 1024 * 1024) throw LoadError({{path, 0, "", "larger than 1 MiB"}});
+  return parse(buf.str(), path);
+}
+
+}  // namespace pisec::config

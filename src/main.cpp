@@ -1,0 +1,54 @@
+// pisecd: subcommand dispatch only. Each command lives with the module that owns it.
+#include <cstring>
+#include <iostream>
+#include <string_view>
+
+#include "pisec/cli.hpp"
+
+namespace {
+
+struct Entry {
+  std::string_view name;
+  pisec::cli::Command run;
+  std::string_view usage;
+};
+
+constexpr Entry commands[] = {
+    {"--version", pisec::cli::cmd_version, "pisecd --version"},
+    {"check-config", pisec::cli::cmd_check_config, "pisecd check-config [-c FILE]"},
+};
+
+void print_usage(std::ostream& out) {
+  out << "usage:\n";
+  for (const auto& c : commands) out << "  " << c.usage << '\n';
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    print_usage(std::cerr);
+    return 2;
+  }
+  std::string_view name = argv[1];
+  if (name == "-h" || name == "--help" || name == "help") {
+    print_usage(std::cout);
+    return 0;
+  }
+  for (const auto& c : commands) {
+    if (c.name != name) continue;
+    pisec::cli::Args args(argv + 2, argv + argc);
+    try {
+      return c.run(args);
+    } catch (const pisec::cli::UsageError& e) {
+      std::cerr << "pisecd " << name << ": " << e.what() << "\nusage: " << c.usage << '\n';
+      return 2;
+    } catch (const std::exception& e) {
+      std::cerr << "pisecd " << name << ": " << e.what() << '\n';
+      return 1;
+    }
+  }
+  std::cerr << "pisecd: unknown command \"" << name << "\"\n";
+  print_usage(std::cerr);
+  return 2;
+}

@@ -1,0 +1,46 @@
+# Raspberry Pi 1B (ARM1176JZF-S, ARMv6KZ + VFPv2), fully static.
+#
+# Expects Debian's arm-linux-gnueabi cross compiler (package g++-arm-linux-gnueabi,
+# the armel ABI: soft-float calling convention, ARMv5TE baseline libraries) and a
+# sysroot of armel -dev packages unpacked by scripts/setup.sh into
+# build/sysroot-armel. Debian's armhf libraries target ARMv7 and are never used.
+set(CMAKE_SYSTEM_NAME Linux)
+set(CMAKE_SYSTEM_PROCESSOR armv6)
+
+set(PISEC_CROSS arm-linux-gnueabi)
+set(CMAKE_C_COMPILER ${PISEC_CROSS}-gcc)
+set(CMAKE_CXX_COMPILER ${PISEC_CROSS}-g++)
+
+get_filename_component(_pisec_root "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
+if(NOT DEFINED PISEC_ARMEL_SYSROOT)
+  set(PISEC_ARMEL_SYSROOT "${_pisec_root}/build/sysroot-armel")
+endif()
+if(NOT EXISTS "${PISEC_ARMEL_SYSROOT}/usr/include/openssl/ssl.h")
+  message(FATAL_ERROR "armel sysroot missing at ${PISEC_ARMEL_SYSROOT}: run scripts/setup.sh")
+endif()
+
+set(_pisec_cpu_flags "-march=armv6 -mfpu=vfp -mfloat-abi=softfp -marm")
+set(CMAKE_C_FLAGS_INIT "${_pisec_cpu_flags}")
+set(CMAKE_CXX_FLAGS_INIT "${_pisec_cpu_flags}")
+set(CMAKE_EXE_LINKER_FLAGS_INIT "-static")
+
+# Libraries and headers come from the armel sysroot first; the cross compiler's
+# own glibc lives in /usr/arm-linux-gnueabi.
+set(CMAKE_FIND_ROOT_PATH "${PISEC_ARMEL_SYSROOT}" /usr/${PISEC_CROSS})
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
+set(CMAKE_FIND_LIBRARY_SUFFIXES .a)
+
+set(ENV{PKG_CONFIG_SYSROOT_DIR} "${PISEC_ARMEL_SYSROOT}")
+set(ENV{PKG_CONFIG_LIBDIR} "${PISEC_ARMEL_SYSROOT}/usr/lib/arm-linux-gnueabi/pkgconfig:${PISEC_ARMEL_SYSROOT}/usr/share/pkgconfig")
+set(ENV{PKG_CONFIG_PATH} "")
+set(OPENSSL_ROOT_DIR "${PISEC_ARMEL_SYSROOT}/usr")
+
+# Run target binaries (tests) on an emulated ARM1176, which traps ARMv7 code.
+set(CMAKE_CROSSCOMPILING_EMULATOR qemu-arm-static -cpu arm1176)
+
+# Debian keeps arch-specific headers (opensslconf.h, …) in a multiarch directory.
+set(CMAKE_C_STANDARD_INCLUDE_DIRECTORIES "${PISEC_ARMEL_SYSROOT}/usr/include/${PISEC_CROSS}")
+set(CMAKE_CXX_STANDARD_INCLUDE_DIRECTORIES "${PISEC_ARMEL_SYSROOT}/usr/include/${PISEC_CROSS}")

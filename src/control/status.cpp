@@ -1,0 +1,91 @@
+#include "pisec/status.hpp"
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
+
+namespace pisec::status {
+
+using nlohmann::json;
+
+std::string to_json(const Snapshot& s) {
+  json gates = json::array();
+  for (const auto& g : s.gates)
+    gates.push_back({{"name", g.name}, {"status", g.status}, {"detail", g.detail},
+                     {"duration_ms", g.duration_ms}});
+  json j = {
+      {"version", s.version},
+      {"state", s.state},
+      {"uptime_ms", s.uptime_ms},
+      {"gates", gates},
+      {"firewall",
+       {{"mode", s.firewall.mode}, {"verified", s.firewall.verified}, {"digest", s.firewall.digest}}},
+      {"payload",
+       {{"state", s.payload.state},
+        {"pid", s.payload.pid},
+        {"restarts", s.payload.restarts},
+        {"last_exit",
+         {{"code", s.payload.last_exit.code},
+          {"signal", s.payload.last_exit.signal},
+          {"at_ms", s.payload.last_exit.at_ms}}}}},
+      {"reaped_orphans", s.reaped_orphans},
+  };
+  return j.dump();
+}
+
+Snapshot from_json(const std::string& text) {
+  try {
+    json j = json::parse(text);
+    Snapshot s;
+    s.version = j.at("version").get<std::string>();
+    s.state = j.at("state").get<std::string>();
+    s.uptime_ms = j.at("uptime_ms").get<std::int64_t>();
+    for (const auto& g : j.at("gates"))
+      s.gates.push_back({g.at("name").get<std::string>(), g.at("status").get<std::string>(),
+                         g.at("detail").get<std::string>(), g.at("duration_ms").get<std::int64_t>()});
+    const auto& f = j.at("firewall");
+    s.firewall = {f.at("mode").get<std::string>(), f.at("verified").get<bool>(),
+                  f.at("digest").get<std::string>()};
+    const auto& p = j.at("payload");
+    s.payload.state = p.at("state").get<std::string>();
+    s.payload.pid = p.at("pid").get<int>();
+    s.payload.restarts = p.at("restarts").get<int>();
+    const auto& e = p.at("last_exit");
+    s.payload.last_exit = {e.at("code").get<int>(), e.at("signal").get<int>(),
+                           e.at("at_ms").get<std::int64_t>()};
+    s.reaped_orphans = j.at("reaped_orphans").get<std::int64_t>();
+    return s;
+  } catch (const json::exception& e) {
+    throw std::runtime_error(std::string("malformed status JSON: ") + e.what());
+  }
+}
+
+int exit_code(const Snapshot& s) {
+  if (s.state == "quarantined" || s.payload.state == "quarantined") return 2;
+  if (s.state == "running" && s.payload.state == "running") return 0;
+  return 1;
+}
+
+std::string to_text(const Snapshot& s) {
+  std::ostringstream out;
+  out << "pisecd " << s.version << ": " << s.state << " (up " << s.uptime_ms / 1000 << " s)\n";
+  for (const auto& g : s.gates) {
+    out << "  gate " << g.name << ": " << g.status;
+    if (!g.detail.empty()) out << " — " << g.detail;
+    out << " (" << g.duration_ms << " ms)\n";
+  }
+  out << "  firewall: " << s.firewall.mode << (s.firewall.verified ? ", verified" : ", not verified");
+  if (!s.firewall.digest.empty()) out << ", " << s.firewall.digest;
+  out << "\n  payload: " << s.payload.state;
+  if (s.payload.pid > 0) out << ", pid " << s.payload.pid;
+  out << ", " << s.payload.restarts << " restart(s)";
+  if (s.payload.last_exit.at_ms > 0) {
+    out << ", last exit ";
+    if (s.payload.last_exit.signal) out << "signal " << s.payload.last_exit.signal;
+    else out << "code " << s.payload.last_exit.code;
+  }
+  out << "\n  reaped orphans: " << s.reaped_orphans << '\n';
+  return out.str();
+}
+
+}  // namespace pisec::status

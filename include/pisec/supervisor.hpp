@@ -1,0 +1,81 @@
+#pragma once
+// The watchdog's decisions as plain functions over plain data: when to
+// restart the payload, how long to wait, when to give up (quarantine), and
+// when a failing liveness probe means the payload is hung.
+#include <cstdint>
+#include <deque>
+#include <string>
+
+#include "pisec/config.hpp"
+
+namespace pisec::supervisor {
+
+struct Exit {
+  int code = 0;    // exit status when it exited
+  int signal = 0;  // terminating signal, 0 if it exited
+  bool failed() const { return code != 0 || signal != 0; }
+};
+
+enum class Action { restart, stop, quarantine };
+
+struct Decision {
+  Action action = Action::stop;
+  std::int64_t delay_ms = 0;  // for restart
+  std::string reason;
+};
+
+// Restart policy with exponential backoff, jitter and a burst limit.
+// Every exit that would lead to a restart counts towards the burst; `burst`
+// of them inside `burst_window_s` quarantine the payload. A payload that
+// stayed up for `healthy_after_s` starts over with the initial backoff.
+class RestartPolicy {
+ public:
+  explicit RestartPolicy(const config::Watchdog& cfg) : cfg_(cfg) {}
+
+  // now_ms: a monotonic clock; uptime_ms: how long this run of the payload
+  // lasted; jitter01: uniform in [0, 1) (injected so tests are exact).
+  Decision on_exit(const Exit& exit, std::int64_t now_ms, std::int64_t uptime_ms,
+                   double jitter01);
+
+  // A restart the supervisor chose itself (hung probe, config reload).
+  Decision on_forced_restart(std::int64_t now_ms, std::int64_t uptime_ms, double jitter01,
+                             const std::string& why);
+
+  void update(const config::Watchdog& cfg) { cfg_ = cfg; }
+  std::int64_t next_backoff_ms() const { return next_backoff_ms_; }
+
+ private:
+  Decision count_and_schedule(std::int64_t now_ms, std::int64_t uptime_ms, double jitter01,
+                              std::string reason);
+
+  config::Watchdog cfg_;
+  std::deque<std::int64_t> recent_;  // times of counted exits inside the window
+  std::int64_t next_backoff_ms_ = -1;  // -1: use the initial backoff
+};
+
+// Consecutive probe failures; true from on_result means "restart it now".
+class ProbeTracker {
+ public:
+  explicit ProbeTracker(int failures_needed) : needed_(failures_needed) {}
+  bool on_result(bool ok) {
+    consecutive_ = ok ? 0 : consecutive_ + 1;
+    return consecutive_ >= needed_;
+  }
+  void reset() { consecutive_ = 0; }
+  int consecutive_failures() const { return consecutive_; }
+
+ private:
+  int needed_;
+  int consecutive_ = 0;
+};
+
+// Parses "http://host:port/path" or "tcp://host:port" (validated by the config).
+struct ProbeTarget {
+  enum class Kind { none, http, tcp } kind = Kind::none;
+  std::string host;
+  std::uint16_t port = 0;
+  std::string path = "/";
+};
+ProbeTarget parse_probe(const std::string& url);
+
+}  // namespace pisec::supervisor

@@ -1,0 +1,81 @@
+#include <algorithm>
+#include <cmath>
+
+#include "pisec/supervisor.hpp"
+
+namespace pisec::supervisor {
+
+namespace {
+std::string describe(const Exit& e) {
+  return e.signal ? "killed by signal " + std::to_string(e.signal)
+                  : "exited with code " + std::to_string(e.code);
+}
+}  // namespace
+
+Decision RestartPolicy::on_exit(const Exit& exit, std::int64_t now_ms, std::int64_t uptime_ms,
+                                double jitter01) {
+  const std::string what = describe(exit);
+  switch (cfg_.restart) {
+    case config::RestartPolicy::never:
+      return {Action::stop, 0, what + "; restart = never"};
+    case config::RestartPolicy::on_failure:
+      if (!exit.failed()) return {Action::stop, 0, what + "; restart = on-failure"};
+      break;
+    case config::RestartPolicy::always:
+      break;
+  }
+  return count_and_schedule(now_ms, uptime_ms, jitter01, what);
+}
+
+Decision RestartPolicy::on_forced_restart(std::int64_t now_ms, std::int64_t uptime_ms,
+                                          double jitter01, const std::string& why) {
+  return count_and_schedule(now_ms, uptime_ms, jitter01, why);
+}
+
+Decision RestartPolicy::count_and_schedule(std::int64_t now_ms, std::int64_t uptime_ms,
+                                           double jitter01, std::string reason) {
+  // A run that lasted long enough proves the payload healthy: start over.
+  if (uptime_ms >= std::int64_t{cfg_.healthy_after_s} * 1000) {
+    next_backoff_ms_ = -1;
+    recent_.clear();
+  }
+  const std::int64_t window_ms = std::int64_t{cfg_.burst_window_s} * 1000;
+  while (!recent_.empty() && now_ms - recent_.front() >= window_ms) recent_.pop_front();
+  recent_.push_back(now_ms);
+  if (static_cast<int>(recent_.size()) >= cfg_.burst) {
+    return {Action::quarantine, 0,
+            reason + "; " + std::to_string(recent_.size()) + " exits within " +
+                std::to_string(cfg_.burst_window_s) + " s (burst " + std::to_string(cfg_.burst) +
+                "): quarantined"};
+  }
+  const std::int64_t base = next_backoff_ms_ < 0 ? cfg_.backoff_initial_ms : next_backoff_ms_;
+  // Up to +25% jitter so a fleet does not restart in lockstep; never past the cap.
+  const auto jitter = static_cast<std::int64_t>(std::floor(static_cast<double>(base) * 0.25 * jitter01));
+  const std::int64_t delay = std::min<std::int64_t>(base + jitter, cfg_.backoff_max_ms);
+  next_backoff_ms_ = std::min<std::int64_t>(std::max<std::int64_t>(base * 2, 1), cfg_.backoff_max_ms);
+  if (cfg_.backoff_initial_ms == 0 && base == 0) next_backoff_ms_ = 0;
+  return {Action::restart, delay, reason + "; restarting in " + std::to_string(delay) + " ms"};
+}
+
+ProbeTarget parse_probe(const std::string& url) {
+  ProbeTarget t;
+  std::string rest;
+  if (url.rfind("http://", 0) == 0) {
+    t.kind = ProbeTarget::Kind::http;
+    rest = url.substr(7);
+  } else if (url.rfind("tcp://", 0) == 0) {
+    t.kind = ProbeTarget::Kind::tcp;
+    rest = url.substr(6);
+  } else {
+    return t;
+  }
+  auto slash = rest.find('/');
+  std::string hostport = rest.substr(0, slash);
+  if (slash != std::string::npos) t.path = rest.substr(slash);
+  auto colon = hostport.rfind(':');
+  t.host = hostport.substr(0, colon);
+  t.port = static_cast<std::uint16_t>(std::stoi(hostport.substr(colon + 1)));
+  return t;
+}
+
+}  // namespace pisec::supervisor

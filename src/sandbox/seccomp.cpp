@@ -103,8 +103,10 @@ SeccompPlan plan_seccomp(const std::vector<std::string>& extra) {
 std::vector<std::uint8_t> compile_seccomp_bpf(const SeccompPlan& plan) {
   SeccompCtx f(SCMP_ACT_ALLOW);
   // Syscalls of another ABI (x86 int 0x80 on x86-64) would dodge the filter.
-  check(seccomp_attr_set(f.ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS),
-        "seccomp bad-arch action");
+  // KILL_PROCESS needs kernel >= 4.14 (libseccomp asks the kernel; qemu-user
+  // says no): fall back to killing the thread.
+  if (seccomp_attr_set(f.ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS) < 0)
+    check(seccomp_attr_set(f.ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL), "seccomp bad-arch action");
   for (std::size_t i = 0; i < plan.denied_syscalls.size(); ++i)
     check(seccomp_rule_add(f.ctx, SCMP_ACT_ERRNO(EPERM), plan.denied_syscalls[i], 0),
           "seccomp rule for " + plan.denied_names[i]);

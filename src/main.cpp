@@ -16,6 +16,8 @@ struct Entry {
 constexpr Entry commands[] = {
     {"--version", pisec::cli::cmd_version, "pisecd --version"},
     {"check-config", pisec::cli::cmd_check_config, "pisecd check-config [-c FILE]"},
+    {"init", pisec::cli::cmd_init, "pisecd init [--grace-ms N] -- CMD..."},
+    {"sandbox-run", pisec::cli::cmd_sandbox_run, "pisecd sandbox-run [-c FILE] [--bwrap PATH]"},
 };
 
 void print_usage(std::ostream& out) {

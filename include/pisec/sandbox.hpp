@@ -48,6 +48,9 @@ struct SandboxEnv {
   // bwrap >= 0.8 --disable-userns: the payload cannot make user namespaces.
   bool disable_userns = true;
   int init_grace_ms = 1000;  // builtin init: leftovers' SIGTERM->exit grace
+  // builtin init: fd on which it reports how many orphans it reaped, so the
+  // daemon's reaped_orphans counts reaping inside the pid namespace too.
+  int init_report_fd = -1;
 };
 
 // The complete argv (argv[0] = env.bwrap_path). Pure; the order is the order
@@ -125,6 +128,7 @@ struct Spawned {
   UniqueFd stdout_fd;  // payload stdout (read end)
   UniqueFd stderr_fd;  // payload stderr and bwrap's own messages (read end)
   UniqueFd status_fd;  // bwrap --json-status-fd (read end); EOF when bwrap exits
+  UniqueFd report_fd;  // builtin init's "reaped N" lines (read end); EOF when it exits
   pid_t init_pid = -1;  // host pid of the sandbox init, once adopted
   UniqueFd init_pidfd;  // pidfd of the sandbox init, once adopted
   std::vector<std::string> argv;  // what was exec'd, for logs
@@ -191,7 +195,12 @@ const std::vector<int>& init_forwarded_signals();
 // Exit status of the init for a child wait status: code, or 128+signal.
 int exit_status_for(int wait_status);
 
-// Runs `pisecd init [--grace-ms N] -- CMD...`; returns the exit status.
+// Parses the builtin init's report lines ("reaped N", N cumulative) and
+// returns the highest N seen in `bytes`, or -1 if none. Cumulative totals mean
+// a dropped write (full pipe) loses nothing.
+long parse_init_report(std::string_view bytes);
+
+// Runs `pisecd init [--grace-ms N] [--report-fd FD] -- CMD...`; returns the exit status.
 int run_init(const std::vector<std::string>& args);
 
 }  // namespace pisec::sandbox

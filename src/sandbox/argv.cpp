@@ -54,7 +54,9 @@ std::vector<std::string> build_bwrap_argv(const config::Payload& p, const Sandbo
 
   add({"--"});
   if (p.init == "builtin") {
-    add({init_path_in_sandbox, "init", "--grace-ms", std::to_string(env.init_grace_ms), "--"});
+    add({init_path_in_sandbox, "init", "--grace-ms", std::to_string(env.init_grace_ms)});
+    if (env.init_report_fd >= 0) add({"--report-fd", std::to_string(env.init_report_fd)});
+    add({"--"});
   } else if (p.init == "tini") {
     // -g: forward signals to the child's process group, like ours.
     add({init_path_in_sandbox, "-g", "--"});

@@ -2,6 +2,7 @@
 // namespace. It forwards termination signals to the command's process group,
 // reaps every child, and exits with the command's status. It sleeps in a
 // blocking read on a signalfd: no wake-ups while idle (tini wakes every second).
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -56,7 +57,21 @@ void signal_rest(bool pid1, pid_t group, int sig) {
 
 // Reaps every exited child; records the main child's status. False when no
 // child is left at all.
-bool reap(pid_t main_child, int& main_status, bool& main_exited) {
+// Orphans reaped so far, reported to the daemon as cumulative totals so a
+// write lost to a full pipe costs nothing.
+struct OrphanReport {
+  int fd = -1;
+  long reaped = 0;
+  void count() {
+    ++reaped;
+    if (fd < 0) return;
+    std::string line = "reaped " + std::to_string(reaped) + "\n";
+    ssize_t ignored = write(fd, line.data(), line.size());  // non-blocking: may drop
+    (void)ignored;
+  }
+};
+
+bool reap(pid_t main_child, int& main_status, bool& main_exited, OrphanReport& report) {
   for (;;) {
     int status = 0;
     pid_t pid = waitpid(-1, &status, WNOHANG);
@@ -65,11 +80,29 @@ bool reap(pid_t main_child, int& main_status, bool& main_exited) {
     if (pid == main_child) {
       main_status = status;
       main_exited = true;
+    } else {
+      report.count();
     }
   }
 }
 
 }  // namespace
+
+long parse_init_report(std::string_view bytes) {
+  long best = -1;
+  std::size_t pos = 0;
+  while ((pos = bytes.find("reaped ", pos)) != std::string_view::npos) {
+    pos += 7;
+    long v = 0;
+    bool any = false;
+    while (pos < bytes.size() && bytes[pos] >= '0' && bytes[pos] <= '9' && v < 1000000000L) {
+      v = v * 10 + (bytes[pos++] - '0');
+      any = true;
+    }
+    if (any && v > best) best = v;
+  }
+  return best;
+}
 
 int run_init(const std::vector<std::string>& in) {
   cli::Args args = in;
@@ -80,6 +113,19 @@ int run_init(const std::vector<std::string>& in) {
     } catch (const std::exception&) {
       throw cli::UsageError("--grace-ms needs a number of milliseconds, got \"" + *g + "\"");
     }
+  }
+  OrphanReport report;
+  if (auto r = cli::take_option(args, {"--report-fd"})) {
+    try {
+      report.fd = std::stoi(*r);
+    } catch (const std::exception&) {
+      throw cli::UsageError("--report-fd needs a descriptor number, got \"" + *r + "\"");
+    }
+    // The command must not inherit it (it could forge counts), and a full
+    // pipe must never block the init.
+    if (fcntl(report.fd, F_SETFD, FD_CLOEXEC) != 0 ||
+        fcntl(report.fd, F_SETFL, fcntl(report.fd, F_GETFL) | O_NONBLOCK) != 0)
+      report.fd = -1;
   }
   if (args.empty() || args.front() != "--" || args.size() < 2)
     throw cli::UsageError("expected -- CMD...");
@@ -146,7 +192,7 @@ int run_init(const std::vector<std::string>& in) {
         else if (kill(-child, sig) != 0) kill(child, sig);
       }
     }
-    if (!reap(child, main_status, main_exited) && main_exited) break;
+    if (!reap(child, main_status, main_exited, report) && main_exited) break;
   }
   return exit_status_for(main_status);
 }

@@ -40,6 +40,7 @@ namespace {
 constexpr int child_seccomp_fd = 3;
 constexpr int child_status_fd = 4;
 constexpr int child_error_fd = 5;  // close-on-exec: EOF tells the parent exec worked
+constexpr int child_report_fd = 6;  // builtin init's reap counts (see SandboxEnv)
 
 int sys_pidfd_open(pid_t pid) {
 #ifdef SYS_pidfd_open
@@ -142,7 +143,7 @@ struct ChildPlan {
   char* const* argv;
   char* const* envp;
   pid_t parent;
-  int fd_in, fd_out, fd_err, fd_seccomp, fd_status, fd_error;
+  int fd_in, fd_out, fd_err, fd_seccomp, fd_status, fd_error, fd_report;
   int max_inherited_fd;
   uid_t uid;
   gid_t gid;
@@ -162,7 +163,8 @@ struct ChildPlan {
   // Own session: terminal signals aimed at the daemon do not hit bwrap.
   setsid();
 
-  const std::array<std::pair<int, int>, 6> moves = {{{c.fd_error, child_error_fd},
+  const std::array<std::pair<int, int>, 7> moves = {{{c.fd_error, child_error_fd},
+                                                      {c.fd_report, child_report_fd},
                                                       {c.fd_in, 0},
                                                       {c.fd_out, 1},
                                                       {c.fd_err, 2},
@@ -173,10 +175,10 @@ struct ChildPlan {
   }
   if (fcntl(child_error_fd, F_SETFD, FD_CLOEXEC) < 0) child_fail(ChildStep::dup);
 #ifdef SYS_close_range
-  if (syscall(SYS_close_range, child_error_fd + 1, ~0U, 0) != 0)
+  if (syscall(SYS_close_range, child_report_fd + 1, ~0U, 0) != 0)
 #endif
   {
-    for (int fd = child_error_fd + 1; fd <= c.max_inherited_fd; ++fd) close(fd);
+    for (int fd = child_report_fd + 1; fd <= c.max_inherited_fd; ++fd) close(fd);
   }
 
   for (std::size_t i = 0; i < c.limit_count; ++i) {
@@ -276,6 +278,7 @@ Spawned spawn(const config::Payload& payload, const SpawnOptions& options) {
   env.bwrap_path = options.bwrap_path;
   env.seccomp_fd = child_seccomp_fd;
   env.json_status_fd = child_status_fd;
+  env.init_report_fd = payload.init == "builtin" ? child_report_fd : -1;
   env.require_cgroup_namespace = options.require_cgroup_namespace;
   env.disable_userns = options.disable_userns;
   env.init_host_path = options.init_host_path;
@@ -287,11 +290,13 @@ Spawned spawn(const config::Payload& payload, const SpawnOptions& options) {
 
   UniqueFd devnull(open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (!devnull) throw SpawnError("open /dev/null: " + errno_text(errno));
-  Pipe out = make_pipe(), err = make_pipe(), status = make_pipe(), error = make_pipe();
+  Pipe out = make_pipe(), err = make_pipe(), status = make_pipe(), error = make_pipe(),
+       report = make_pipe();
 
   UniqueFd c_in = high_fd(std::move(devnull)), c_out = high_fd(std::move(out.write)),
            c_err = high_fd(std::move(err.write)), c_seccomp = high_fd(std::move(seccomp)),
-           c_status = high_fd(std::move(status.write)), c_error = high_fd(std::move(error.write));
+           c_status = high_fd(std::move(status.write)), c_error = high_fd(std::move(error.write)),
+           c_report = high_fd(std::move(report.write));
 
   std::vector<char*> argv;
   for (auto& a : s.argv) argv.push_back(a.data());
@@ -309,6 +314,7 @@ Spawned spawn(const config::Payload& payload, const SpawnOptions& options) {
   c.fd_seccomp = c_seccomp.get();
   c.fd_status = c_status.get();
   c.fd_error = c_error.get();
+  c.fd_report = c_report.get();
   rlimit nofile{};
   getrlimit(RLIMIT_NOFILE, &nofile);
   c.max_inherited_fd = nofile.rlim_cur == RLIM_INFINITY || nofile.rlim_cur > 65536
@@ -349,6 +355,8 @@ Spawned spawn(const config::Payload& payload, const SpawnOptions& options) {
   s.stdout_fd = std::move(out.read);
   s.stderr_fd = std::move(err.read);
   s.status_fd = std::move(status.read);
+  s.report_fd = std::move(report.read);
+  set_nonblocking(s.report_fd.get());
   set_nonblocking(s.stdout_fd.get());
   set_nonblocking(s.stderr_fd.get());
   set_nonblocking(s.status_fd.get());

@@ -223,3 +223,24 @@ TEST_CASE("init forwards SIGTERM and exits with the child's status (not PID 1)",
   // sh sent SIGTERM to init, init forwarded it to sh's group: sh died of it.
   CHECK(WEXITSTATUS(status) == 128 + SIGTERM);
 }
+
+TEST_CASE("the builtin init gets the orphan-report fd; reports are cumulative", "[sandbox]") {
+  config::Payload p;
+  p.command = {"/app"};
+  auto env = test_env();
+  env.init_report_fd = 6;
+  Args argv = build_bwrap_argv(p, env);
+  auto init = std::find(argv.begin(), argv.end(), "/dev/.pisec/init");
+  init = std::find(init + 1, argv.end(), "/dev/.pisec/init");  // the exec'd one, after "--"
+  REQUIRE(init != argv.end());
+  CHECK(Args(init, argv.end()) ==
+        Args{"/dev/.pisec/init", "init", "--grace-ms", "1000", "--report-fd", "6", "--", "/app"});
+  p.init = "tini";
+  Args tini = build_bwrap_argv(p, env);
+  CHECK(std::find(tini.begin(), tini.end(), "--report-fd") == tini.end());
+
+  CHECK(sandbox::parse_init_report("") == -1);
+  CHECK(sandbox::parse_init_report("reaped 1\nreaped 2\n") == 2);
+  CHECK(sandbox::parse_init_report("reaped 7\nreap") == 7);  // a torn last line is ignored
+  CHECK(sandbox::parse_init_report("garbage reaped x\n") == -1);
+}

@@ -16,6 +16,7 @@ struct Entry {
 constexpr Entry commands[] = {
     {"--version", pisec::cli::cmd_version, "pisecd --version"},
     {"check-config", pisec::cli::cmd_check_config, "pisecd check-config [-c FILE]"},
+    {"clock-check", pisec::cli::cmd_clock_check, "pisecd clock-check [-c FILE]"},
 };
 
 void print_usage(std::ostream& out) {

@@ -97,7 +97,9 @@ UnixNanos ntp_to_unix_ns(std::uint64_t ntp, std::int64_t floor_unix) {
   std::int64_t eras = (floor_unix - seconds + era_s / 2) / era_s;
   if (floor_unix - seconds + era_s / 2 < 0) eras -= 1;  // floor division
   seconds += eras * era_s;
-  auto frac_ns = static_cast<std::int64_t>(((ntp & 0xffffffffu) * static_cast<std::uint64_t>(ns_per_s)) >> 32);
+  // Rounded to the nearest nanosecond, so unix → NTP → unix is exact.
+  auto frac_ns = static_cast<std::int64_t>(
+      ((ntp & 0xffffffffu) * static_cast<std::uint64_t>(ns_per_s) + (std::uint64_t{1} << 31)) >> 32);
   return seconds * ns_per_s + frac_ns;
 }
 
@@ -109,7 +111,7 @@ std::uint64_t unix_ns_to_ntp(UnixNanos t) {
     s -= 1;
   }
   auto secs = static_cast<std::uint64_t>(s + ntp_to_unix_s) & 0xffffffffu;  // wraps per era
-  auto frac = (static_cast<std::uint64_t>(ns) << 32) / static_cast<std::uint64_t>(ns_per_s);
+  auto frac = ((static_cast<std::uint64_t>(ns) << 32) + ns_per_s / 2) / static_cast<std::uint64_t>(ns_per_s);
   return secs << 32 | frac;
 }
 

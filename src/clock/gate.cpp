@@ -158,11 +158,13 @@ class Run : public std::enable_shared_from_this<Run> {
     auto received_at = std::chrono::steady_clock::now();
     if (concluded_ || servers_[i]->finished || ec == asio::error::operation_aborted) return;
     Server& s = *servers_[i];
-    if (ec) {
-      // ICMP port unreachable surfaces here as connection_refused: keep trying.
-      s.last_refusal = "receive failed: " + ec.message();
+    if (ec == asio::error::connection_refused) {
+      // An ICMP port unreachable: transient (or forged), so keep listening.
+      s.last_refusal = "port unreachable";
       return receive(i);
     }
+    if (ec) return finish(i, "receive failed: " + ec.message());
+    if (s.sent.empty()) return receive(i);  // stray packet before our first request
     std::span<const std::uint8_t> bytes(s.buffer.data(), n);
     // Pair the reply with the request it answers, so a late answer to an
     // earlier try still gets its own send time.

@@ -168,7 +168,8 @@ ServerName parse_server(const std::string& text);
 class Resolver {
  public:
   using Callback = std::function<void(std::vector<std::string> addresses, std::string error)>;
-  explicit Resolver(boost::asio::io_context& io);
+  // dns_servers: c-ares CSV ("127.0.0.1:5353,[::1]:53"); empty = /etc/resolv.conf.
+  explicit Resolver(boost::asio::io_context& io, const std::string& dns_servers = "");
   ~Resolver();
   Resolver(const Resolver&) = delete;
   Resolver& operator=(const Resolver&) = delete;

@@ -38,7 +38,7 @@ struct Resolver::Impl : std::enable_shared_from_this<Impl> {
 
   explicit Impl(asio::io_context& context) : io(context), timer(context) {}
 
-  void init() {
+  void init(const std::string& dns_servers) {
     static std::once_flag library_once;
     static int library_status = ARES_SUCCESS;
     std::call_once(library_once, [] { library_status = ares_library_init(ARES_LIB_INIT_ALL); });
@@ -53,6 +53,14 @@ struct Resolver::Impl : std::enable_shared_from_this<Impl> {
     if (status != ARES_SUCCESS) {
       channel = nullptr;
       init_error = std::string("c-ares: ") + ares_strerror(status);
+      return;
+    }
+    if (!dns_servers.empty()) {
+      status = ares_set_servers_ports_csv(channel, dns_servers.c_str());
+      if (status != ARES_SUCCESS) {
+        init_error = "c-ares: bad DNS servers \"" + dns_servers + "\": " + ares_strerror(status);
+        ares_destroy(std::exchange(channel, nullptr));
+      }
     }
   }
 
@@ -174,7 +182,9 @@ struct Resolver::Impl : std::enable_shared_from_this<Impl> {
   }
 };
 
-Resolver::Resolver(asio::io_context& io) : impl_(std::make_shared<Impl>(io)) { impl_->init(); }
+Resolver::Resolver(asio::io_context& io, const std::string& dns_servers) : impl_(std::make_shared<Impl>(io)) {
+  impl_->init(dns_servers);
+}
 
 Resolver::~Resolver() { impl_->shutdown(); }
 

@@ -437,6 +437,89 @@ TEST_CASE("the resolver answers IP literals and names from /etc/hosts", "[clock]
   CHECK(loopback);
 }
 
+namespace {
+
+// A one-name DNS server on 127.0.0.1 for the resolver: "ntp.pisec.test" has
+// A 127.0.0.42 and no AAAA; anything else is NXDOMAIN.
+class TestDns {
+ public:
+  explicit TestDns(asio::io_context& io)
+      : socket_(io, asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+    receive();
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(socket_.local_endpoint().port()); }
+  int queries = 0;
+
+ private:
+  void receive() {
+    socket_.async_receive_from(asio::buffer(in_), peer_, [this](boost::system::error_code ec, std::size_t n) {
+      if (ec) return;
+      if (n > 12) answer(n);
+      receive();
+    });
+  }
+  void answer(std::size_t n) {
+    ++queries;
+    // The question is the name (labels up to a zero byte), then type and class.
+    std::size_t end = 12;
+    std::string name;
+    while (end < n && in_[end] != 0) {
+      std::size_t len = in_[end];
+      if (!name.empty()) name += '.';
+      name.append(reinterpret_cast<const char*>(&in_[end + 1]), len);  // bytes as text
+      end += len + 1;
+    }
+    end += 5;  // zero byte, QTYPE, QCLASS
+    if (end > n) return;
+    int qtype = in_[end - 4] << 8 | in_[end - 3];
+    bool known = name == "ntp.pisec.test";
+    bool with_answer = known && qtype == 1;
+    out_.assign(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(end));
+    out_[2] = 0x81;                       // response, recursion desired
+    out_[3] = known ? 0x80 : 0x83;        // recursion available; NOERROR or NXDOMAIN
+    out_[6] = 0;                          // ANCOUNT
+    out_[7] = with_answer ? 1 : 0;
+    out_[8] = out_[9] = out_[10] = out_[11] = 0;  // no authority, no additional
+    if (with_answer) {
+      const std::uint8_t rr[] = {0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 42};
+      out_.insert(out_.end(), std::begin(rr), std::end(rr));
+    }
+    socket_.send_to(asio::buffer(out_), peer_);
+  }
+  asio::ip::udp::socket socket_;
+  std::array<std::uint8_t, 512> in_{};
+  std::vector<std::uint8_t> out_;
+  asio::ip::udp::endpoint peer_;
+};
+
+}  // namespace
+
+TEST_CASE("the resolver asks a DNS server through c-ares sockets on the loop", "[clock]") {
+  asio::io_context io;
+  TestDns dns(io);
+  Resolver resolver(io, dns.address());
+  std::vector<std::string> found, missing;
+  std::string found_error = "unset", missing_error = "unset";
+  int answered = 0;
+  resolver.resolve("ntp.pisec.test", [&](std::vector<std::string> a, std::string e) {
+    found = std::move(a);
+    found_error = std::move(e);
+    if (++answered == 2) io.stop();
+  });
+  resolver.resolve("nothing.pisec.test", [&](std::vector<std::string> a, std::string e) {
+    missing = std::move(a);
+    missing_error = std::move(e);
+    if (++answered == 2) io.stop();
+  });
+  io.run_for(std::chrono::seconds(10));
+  CHECK(answered == 2);
+  CHECK(dns.queries >= 2);
+  CHECK(found_error.empty());
+  CHECK(found == std::vector<std::string>{"127.0.0.42"});
+  CHECK(missing.empty());
+  CHECK(missing_error.rfind("cannot resolve: ", 0) == 0);
+}
+
 TEST_CASE("the gate steps a fake clock by the agreed offset and saves it", "[clock]") {
   asio::io_context io;
   TestServer a(io, 0), b(io, 0), c(io, 0);

@@ -151,7 +151,7 @@ Selection select_sources(const std::vector<SourceResult>& results, int min_sourc
 
 // The one-line gate detail, e.g. "3/3 sources agree, offset +0.012 s, clock stepped".
 std::string describe(const std::vector<SourceResult>& results, const Selection& selection,
-                     int min_sources, const std::string& action);
+                     const std::string& action);
 
 // ---- servers and names --------------------------------------------------------
 

@@ -240,7 +240,7 @@ class Run : public std::enable_shared_from_this<Run> {
       gate_result.offset_ns = sel.offset_ns;
       action = apply(sel.offset_ns, outcome.passed, gate_result.stepped);
     }
-    outcome.detail = describe(results, sel, config_.min_sources, action);
+    outcome.detail = describe(results, sel, action);
     if (!sel.ok && !action.empty()) outcome.detail += "; " + action;
     if (!floor_.note.empty()) outcome.detail += "; " + floor_.note;
     gate_result.passed = outcome.passed;

@@ -227,9 +227,7 @@ Selection select_sources(const std::vector<SourceResult>& results, int min_sourc
   return sel;
 }
 
-std::string describe(const std::vector<SourceResult>& results, const Selection& sel, int min_sources,
-                     const std::string& action) {
-  (void)min_sources;  // the reason already names it
+std::string describe(const std::vector<SourceResult>& results, const Selection& sel, const std::string& action) {
   std::vector<std::string> notes;
   if (sel.ok) {
     for (std::size_t i : sel.falsetickers)

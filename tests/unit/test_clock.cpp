@@ -313,7 +313,7 @@ TEST_CASE("a falseticker is outvoted by two agreeing sources", "[clock]") {
   CHECK(sel.agreeing == std::vector<std::size_t>{0, 1});
   CHECK(sel.falsetickers == std::vector<std::size_t>{2});
   CHECK(sel.offset_ns == 100'005'000'000);  // median of the two agreeing
-  auto line = describe(r, sel, 2, "clock stepped");
+  auto line = describe(r, sel, "clock stepped");
   CHECK(line == "2/3 sources agree, offset +100.005 s, clock stepped; ignored: c: falseticker (offset +1000.000 s)");
 }
 
@@ -323,7 +323,7 @@ TEST_CASE("the chosen offset is the median of the agreeing sources", "[clock]") 
   REQUIRE(sel.ok);
   CHECK(sel.agreeing.size() == 3);
   CHECK(sel.offset_ns == 250'000'000);
-  CHECK(describe(r, sel, 2, "") == "3/3 sources agree, offset +0.250 s; ignored: d: stratum 16");
+  CHECK(describe(r, sel, "") == "3/3 sources agree, offset +0.250 s; ignored: d: stratum 16");
 }
 
 TEST_CASE("selection fails without enough good or agreeing sources", "[clock]") {
@@ -331,7 +331,7 @@ TEST_CASE("selection fails without enough good or agreeing sources", "[clock]") 
     std::vector<SourceResult> r = {good("a", 0.0), bad("b", "stratum 16"), bad("c", "timeout")};
     auto sel = select_sources(r, 2, 0.5);
     CHECK_FALSE(sel.ok);
-    CHECK(describe(r, sel, 2, "") ==
+    CHECK(describe(r, sel, "") ==
           "1 good source of 2 needed (a: offset +0.000 s; b: stratum 16; c: timeout)");
   }
   SECTION("two sources that disagree") {
@@ -603,4 +603,24 @@ TEST_CASE("a cancelled gate never calls done and leaves nothing on the loop", "[
   io.run();  // returns only once no timer or socket of the gate is pending
   CHECK_FALSE(called);
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(1));
+}
+
+TEST_CASE("the gate refuses every server behind the daemon's extra floor", "[clock]") {
+  asio::io_context io;
+  TestServer a(io, 0), b(io, 0);
+  auto cfg = gate_config({a.address(), b.address()});
+  cfg.set_clock = true;
+  FakeClock clock;
+  auto result = std::make_shared<GateResult>();
+  std::int64_t manifest_time = real_now() / s_ns + 86400;  // signed "tomorrow"
+  auto gate = make_clock_gate(cfg, manifest_time, clock, result);
+  auto run = run_gate(io, *gate);
+  REQUIRE(run.outcome);
+  INFO(run.outcome->detail);
+  CHECK_FALSE(run.outcome->passed);
+  CHECK(run.outcome->detail.rfind("0 good sources of 2 needed (", 0) == 0);
+  CHECK(run.outcome->detail.find(a.address() + ": time before floor") != std::string::npos);
+  CHECK(result->floor.unix_s == manifest_time);
+  CHECK(result->floor.source == "manifest");
+  CHECK(clock.sets.empty());
 }

@@ -18,6 +18,7 @@ constexpr Entry commands[] = {
     {"check-config", pisec::cli::cmd_check_config, "pisecd check-config [-c FILE]"},
     {"init", pisec::cli::cmd_init, "pisecd init [--grace-ms N] -- CMD..."},
     {"sandbox-run", pisec::cli::cmd_sandbox_run, "pisecd sandbox-run [-c FILE] [--bwrap PATH]"},
+    {"clock-check", pisec::cli::cmd_clock_check, "pisecd clock-check [-c FILE]"},
 };
 
 void print_usage(std::ostream& out) {

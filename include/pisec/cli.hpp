@@ -27,5 +27,6 @@ int cmd_version(const Args& args);
 int cmd_check_config(const Args& args);
 int cmd_init(const Args& args);
 int cmd_sandbox_run(const Args& args);
+int cmd_clock_check(const Args& args);  // src/clock/cli.cpp
 
 }  // namespace pisec::cli

@@ -1,0 +1,158 @@
+// The kernel clock adapter, the saved-timestamp state file and the floor.
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <fstream>
+#include <sstream>
+#include <system_error>
+
+#include "pisec/clock.hpp"
+
+namespace pisec::clock {
+
+namespace {
+
+constexpr std::int64_t ns_per_s = 1'000'000'000;
+
+[[noreturn]] void throw_errno(const std::string& what) {
+  throw std::system_error(errno, std::generic_category(), what);
+}
+
+// The kernel's struct __kernel_timespec: 64-bit fields on every architecture.
+struct KernelTimespec64 {
+  std::int64_t tv_sec;
+  std::int64_t tv_nsec;
+};
+
+class SystemClock final : public ClockAdapter {
+ public:
+  UnixNanos realtime_ns() override {
+    if constexpr (sizeof(time_t) < 8) {
+#ifdef SYS_clock_gettime64
+      // armel glibc 2.36 keeps a 32-bit time_t unless every module builds with
+      // _TIME_BITS=64; the time64 syscall sidesteps 2038 for this one call.
+      KernelTimespec64 ts{};
+      if (syscall(SYS_clock_gettime64, CLOCK_REALTIME, &ts) == 0) return ts.tv_sec * ns_per_s + ts.tv_nsec;
+      if (errno != ENOSYS) throw_errno("clock_gettime64(CLOCK_REALTIME)");
+#endif
+    }
+    timespec ts{};
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) throw_errno("clock_gettime(CLOCK_REALTIME)");
+    return static_cast<std::int64_t>(ts.tv_sec) * ns_per_s + ts.tv_nsec;
+  }
+
+  void set_realtime_ns(UnixNanos t) override {
+    std::int64_t sec = t / ns_per_s;
+    std::int64_t nsec = t % ns_per_s;
+    if (nsec < 0) {
+      nsec += ns_per_s;
+      sec -= 1;
+    }
+    if constexpr (sizeof(time_t) < 8) {
+#ifdef SYS_clock_settime64
+      KernelTimespec64 ts{sec, nsec};
+      if (syscall(SYS_clock_settime64, CLOCK_REALTIME, &ts) == 0) return;
+      if (errno != ENOSYS) throw_errno("clock_settime64(CLOCK_REALTIME)");
+#endif
+      if (sec > INT32_MAX || sec < INT32_MIN)
+        throw std::system_error(EOVERFLOW, std::generic_category(), "clock_settime: time beyond 2038 needs time64");
+    }
+    timespec ts{};
+    ts.tv_sec = static_cast<time_t>(sec);
+    ts.tv_nsec = static_cast<long>(nsec);
+    if (clock_settime(CLOCK_REALTIME, &ts) != 0) throw_errno("clock_settime(CLOCK_REALTIME)");
+  }
+};
+
+}  // namespace
+
+ClockAdapter& system_clock() {
+  static SystemClock clock;
+  return clock;
+}
+
+bool raise_clock_to_floor(ClockAdapter& clock, std::int64_t floor_unix) {
+  UnixNanos floor_ns = floor_unix * ns_per_s;
+  if (clock.realtime_ns() >= floor_ns) return false;
+  clock.set_realtime_ns(floor_ns);
+  return true;
+}
+
+std::optional<std::int64_t> read_state_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    if (errno == ENOENT) return std::nullopt;
+    throw std::runtime_error(path + ": cannot read: " + std::generic_category().message(errno));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::string s = text.str();
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
+  std::int64_t value = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size() || value < 0)
+    throw std::runtime_error(path + ": expected unix seconds, got \"" + s.substr(0, 40) + "\"");
+  return value;
+}
+
+void write_state_file(const std::string& path, std::int64_t unix_s) {
+  std::string tmp = path + ".tmp";
+  std::string text = std::to_string(unix_s) + "\n";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw_errno(tmp + ": cannot create");
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+  int saved = errno;
+  ::close(fd);
+  if (!ok) {
+    ::unlink(tmp.c_str());
+    errno = saved;
+    throw_errno(tmp + ": cannot write");
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    saved = errno;
+    ::unlink(tmp.c_str());
+    errno = saved;
+    throw_errno(path + ": cannot rename " + tmp + " over it");
+  }
+  // The rename is durable only once the directory is synced (boot media get yanked).
+  auto slash = path.find_last_of('/');
+  std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+Floor compute_floor(std::int64_t build_floor_unix, const std::string& state_file,
+                    std::int64_t extra_floor_unix) {
+  Floor f;
+  f.unix_s = build_floor_unix;
+  f.source = "build";
+  if (!state_file.empty()) {
+    try {
+      if (auto saved = read_state_file(state_file)) {
+        if (*saved > build_floor_unix + floor_horizon_s) {
+          f.note = "state file " + state_file + " ignored: " + std::to_string(*saved) +
+                   " is more than 15 years past the build floor";
+        } else if (*saved > f.unix_s) {
+          f.unix_s = *saved;
+          f.source = "state file";
+        }
+      }
+    } catch (const std::exception& e) {
+      f.note = std::string("state file ignored: ") + e.what();
+    }
+  }
+  if (extra_floor_unix > f.unix_s) {
+    f.unix_s = extra_floor_unix;
+    f.source = "manifest";
+  }
+  return f;
+}
+
+}  // namespace pisec::clock

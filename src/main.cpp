@@ -16,6 +16,8 @@ struct Entry {
 constexpr Entry commands[] = {
     {"--version", pisec::cli::cmd_version, "pisecd --version"},
     {"check-config", pisec::cli::cmd_check_config, "pisecd check-config [-c FILE]"},
+    {"keygen", pisec::cli::cmd_keygen, "pisecd keygen -p PUB -s SEC"},
+    {"manifest", pisec::cli::cmd_manifest, "pisecd manifest create -o MANIFEST [--root DIR] PATH... | sign -s SECKEY -m MANIFEST [-x SIG] | verify -p PUBKEY -m MANIFEST [-x SIG] [--root DIR]"},
 };
 
 void print_usage(std::ostream& out) {

@@ -25,5 +25,7 @@ void reject_unknown_options(const Args& args);
 
 int cmd_version(const Args& args);
 int cmd_check_config(const Args& args);
+int cmd_keygen(const Args& args);    // src/crypto/cli.cpp
+int cmd_manifest(const Args& args);  // src/crypto/cli.cpp
 
 }  // namespace pisec::cli

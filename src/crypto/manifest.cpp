@@ -1,4 +1,8 @@
 // Streaming SHA-256 of files and the signed sha256sum-format manifest.
+// 64-bit file offsets and inode numbers on 32-bit ARM too: without them
+// readdir/stat fail with EOVERFLOW (64-bit ext4 directory offsets, files > 2 GiB).
+// Only this file's own POSIX calls see it; no off_t or struct stat crosses its API.
+#define _FILE_OFFSET_BITS 64
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -124,7 +128,14 @@ void collect(const std::string& root, const std::string& rel, std::vector<std::s
   std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(full.c_str()), ::closedir);
   if (!dir) throw Error(full + ": cannot open directory (" + errno_text(errno) + ")");
   std::vector<std::string> names;
-  while (const dirent* e = ::readdir(dir.get())) {
+  for (;;) {
+    errno = 0;
+    const dirent* e = ::readdir(dir.get());
+    if (!e) {
+      // NULL is both "end" and "error": a silently short listing would leave files unsigned.
+      if (errno != 0) throw Error(full + ": cannot read directory (" + errno_text(errno) + ")");
+      break;
+    }
     std::string_view n = e->d_name;
     if (n != "." && n != "..") names.emplace_back(n);
   }

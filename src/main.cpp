@@ -19,6 +19,8 @@ constexpr Entry commands[] = {
     {"init", pisec::cli::cmd_init, "pisecd init [--grace-ms N] -- CMD..."},
     {"sandbox-run", pisec::cli::cmd_sandbox_run, "pisecd sandbox-run [-c FILE] [--bwrap PATH]"},
     {"clock-check", pisec::cli::cmd_clock_check, "pisecd clock-check [-c FILE]"},
+    {"keygen", pisec::cli::cmd_keygen, "pisecd keygen -p PUB -s SEC"},
+    {"manifest", pisec::cli::cmd_manifest, "pisecd manifest create -o MANIFEST [--root DIR] PATH... | sign -s SECKEY -m MANIFEST [-x SIG] | verify -p PUBKEY -m MANIFEST [-x SIG] [--root DIR]"},
 };
 
 void print_usage(std::ostream& out) {

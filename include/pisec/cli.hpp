@@ -28,5 +28,7 @@ int cmd_check_config(const Args& args);
 int cmd_init(const Args& args);
 int cmd_sandbox_run(const Args& args);
 int cmd_clock_check(const Args& args);  // src/clock/cli.cpp
+int cmd_keygen(const Args& args);    // src/crypto/cli.cpp
+int cmd_manifest(const Args& args);  // src/crypto/cli.cpp
 
 }  // namespace pisec::cli

@@ -1,0 +1,304 @@
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pisec/crypto.hpp"
+
+namespace c = pisec::crypto;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "pisec-crypto-XXXXXX").string();
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string file(const std::string& rel, const std::string& content) const {
+    fs::path p = path / rel;
+    fs::create_directories(p.parent_path());
+    std::ofstream(p, std::ios::binary) << content;
+    return p.string();
+  }
+  std::string str() const { return path.string(); }
+};
+
+std::vector<std::uint8_t> unhex(std::string_view hex) {
+  std::vector<std::uint8_t> out;
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2)
+    out.push_back(static_cast<std::uint8_t>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
+  return out;
+}
+
+// Re-encodes the decoded payload of a signify file after `edit` changes it.
+std::string edit_payload(const std::string& file_text, const std::function<void(std::vector<std::uint8_t>&)>& edit) {
+  auto nl = file_text.find('\n');
+  auto b64 = file_text.substr(nl + 1, file_text.size() - nl - 2);
+  auto bytes = c::base64_decode(b64);
+  REQUIRE(bytes);
+  edit(*bytes);
+  return file_text.substr(0, nl + 1) + c::base64_encode(bytes->data(), bytes->size()) + "\n";
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const c::Error& e) {
+    return e.what();
+  }
+  FAIL("no error thrown");
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("base64 round-trips and rejects anything non-canonical", "[crypto]") {
+  for (std::size_t n = 1; n <= 40; ++n) {
+    std::vector<std::uint8_t> data(n);
+    for (std::size_t i = 0; i < n; ++i) data[i] = static_cast<std::uint8_t>(i * 37 + n);
+    auto text = c::base64_encode(data.data(), data.size());
+    CHECK(text.size() == 4 * ((n + 2) / 3));
+    auto back = c::base64_decode(text);
+    REQUIRE(back);
+    CHECK(*back == data);  // EVP_DecodeBlock's padding bytes are gone
+  }
+  CHECK(c::base64_decode("QQ==") == std::vector<std::uint8_t>{'A'});
+  CHECK_FALSE(c::base64_decode(""));
+  CHECK_FALSE(c::base64_decode("QQ="));     // length not a multiple of 4
+  CHECK_FALSE(c::base64_decode("QR=="));    // unused bits set: not canonical
+  CHECK_FALSE(c::base64_decode("Q==="));
+  CHECK_FALSE(c::base64_decode("=QQ="));
+  CHECK_FALSE(c::base64_decode(" QQ=="));   // whitespace EVP_DecodeBlock would skip
+  CHECK_FALSE(c::base64_decode("QQ==\n"));
+  CHECK_FALSE(c::base64_decode("QU!B"));
+  CHECK_FALSE(c::base64_decode("QUJD-A=="));
+}
+
+TEST_CASE("Ed25519 through OpenSSL matches the RFC 8032 test vector signify also uses", "[crypto]") {
+  c::SecretKey k;
+  auto seed = unhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60");
+  std::copy(seed.begin(), seed.end(), k.key.begin());
+  auto pub = c::public_half(k);
+  CHECK(c::to_hex(pub.key.data(), 32) == "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+  auto sig = c::sign(k, "");
+  CHECK(c::to_hex(sig.sig.data(), 64) ==
+        "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe"
+        "24655141438e7a100b");
+  CHECK(c::verify(pub, sig, ""));
+}
+
+TEST_CASE("keys and signatures round-trip through the signify text format", "[crypto]") {
+  auto kp = c::generate_keypair();
+  auto pub_text = c::format_public_key(kp.pub);
+  auto sec_text = c::format_secret_key(kp.sec);
+  CHECK(pub_text.rfind("untrusted comment: signify public key\n", 0) == 0);
+  CHECK(sec_text.rfind("untrusted comment: signify secret key\n", 0) == 0);
+  CHECK(pub_text.size() == 38 + 56 + 1);  // 42 bytes -> 56 base64 chars, as signify writes
+
+  auto pub = c::parse_public_key(pub_text, "k.pub");
+  auto sec = c::parse_secret_key(sec_text, "k.sec");
+  CHECK(pub.keynum == kp.pub.keynum);
+  CHECK(pub.key == kp.pub.key);
+  CHECK(sec.key == kp.sec.key);
+
+  std::string msg = "0123  payload/app\n";
+  auto sig_text = c::format_signature(c::sign(sec, msg), "verify with k.pub");
+  CHECK(sig_text.rfind("untrusted comment: verify with k.pub\n", 0) == 0);
+  auto sig = c::parse_signature(sig_text, "M.sig");
+  CHECK(sig.keynum == kp.pub.keynum);
+  CHECK(c::verify(pub, sig, msg));
+
+  SECTION("a flipped byte in the message fails") {
+    std::string bad = msg;
+    bad[0] ^= 1;
+    CHECK_FALSE(c::verify(pub, sig, bad));
+  }
+  SECTION("a flipped byte in the signature fails") {
+    auto flipped = c::parse_signature(edit_payload(sig_text, [](auto& b) { b[40] ^= 0x80; }), "M.sig");
+    CHECK_FALSE(c::verify(pub, flipped, msg));
+  }
+  SECTION("a signature by another key names both keys") {
+    auto other = c::generate_keypair();
+    auto e = error_of([&] { c::verify(other.pub, sig, msg); });
+    CHECK(e == "signature made with key " + c::keynum_hex(kp.pub.keynum) + ", this is key " +
+                   c::keynum_hex(other.pub.keynum));
+  }
+  SECTION("same keynum but a different key fails") {
+    auto other = c::generate_keypair();
+    other.pub.keynum = kp.pub.keynum;
+    CHECK_FALSE(c::verify(other.pub, sig, msg));
+  }
+}
+
+TEST_CASE("malformed signify files are refused with the reason", "[crypto]") {
+  auto kp = c::generate_keypair();
+  auto pub_text = c::format_public_key(kp.pub);
+  auto sec_text = c::format_secret_key(kp.sec);
+  auto sig_text = c::format_signature(c::sign(kp.sec, "m"), "verify with k.pub");
+  auto pub_err = [](const std::string& t) { return error_of([&] { c::parse_public_key(t, "k.pub"); }); };
+  auto sec_err = [](const std::string& t) { return error_of([&] { c::parse_secret_key(t, "k.sec"); }); };
+  auto sig_err = [](const std::string& t) { return error_of([&] { c::parse_signature(t, "M.sig"); }); };
+
+  CHECK_THAT(pub_err("trusted comment: x\n" + pub_text.substr(pub_text.find('\n') + 1)),
+             Catch::Contains("k.pub: not a signify public key: first line must start with \"untrusted comment: \""));
+  CHECK_THAT(pub_err(pub_text.substr(0, pub_text.size() - 1)), Catch::Contains("not terminated by a newline"));
+  CHECK_THAT(pub_err(pub_text + "extra\n"), Catch::Contains("unexpected data after the base64 line"));
+  CHECK_THAT(pub_err("untrusted comment: x\n"), Catch::Contains("not terminated by a newline"));
+  std::string bad_b64 = pub_text;
+  bad_b64[pub_text.find('\n') + 5] = '*';
+  CHECK_THAT(pub_err(bad_b64), Catch::Contains("k.pub: not a signify public key: second line is not valid base64"));
+  // A signature is not a public key: the length gives it away.
+  CHECK_THAT(pub_err(sig_text), Catch::Contains("decodes to 74 bytes, expected 42"));
+  CHECK_THAT(sig_err(pub_text), Catch::Contains("M.sig: not a signify signature: decodes to 42 bytes, expected 74"));
+  CHECK_THAT(sig_err(edit_payload(sig_text, [](auto& b) { b.pop_back(); })), Catch::Contains("decodes to 73 bytes"));
+  CHECK_THAT(pub_err(edit_payload(pub_text, [](auto& b) { b[1] = 'C'; })),
+             Catch::Contains("algorithm \"EC\" is not supported"));
+  CHECK_THAT(sig_err(edit_payload(sig_text, [](auto& b) { b[0] = 'X'; })),
+             Catch::Contains("algorithm \"Xd\" is not supported"));
+
+  SECTION("secret key checks") {
+    CHECK_THAT(sec_err(edit_payload(sec_text, [](auto& b) { b[2] = 'X'; })),
+               Catch::Contains("unknown key derivation \"XK\""));
+    auto encrypted = sec_err(edit_payload(sec_text, [](auto& b) { b[7] = 42; }));
+    CHECK_THAT(encrypted, Catch::Contains("protected by a passphrase (bcrypt_pbkdf, 42 rounds)"));
+    CHECK_THAT(encrypted, Catch::Contains("signify-openbsd -G -n"));
+    CHECK_THAT(encrypted, Catch::Contains("pisecd keygen"));
+    CHECK_THAT(sec_err(edit_payload(sec_text, [](auto& b) { b[24] ^= 1; })), Catch::Contains("checksum mismatch"));
+    CHECK_THAT(sec_err(edit_payload(sec_text, [](auto& b) { b[50] ^= 1; })), Catch::Contains("checksum mismatch"));
+    CHECK_THAT(sec_err(pub_text), Catch::Contains("decodes to 42 bytes, expected 104"));
+  }
+}
+
+TEST_CASE("UTC timestamps format and parse without time_t", "[crypto]") {
+  CHECK(c::format_utc(0) == "1970-01-01T00:00:00Z");
+  CHECK(c::format_utc(1795341600) == "2026-11-22T10:00:00Z");
+  CHECK(c::parse_utc("2026-11-22T10:00:00Z") == 1795341600);
+  // Past 2038: time_t is 32-bit on the armel build.
+  CHECK(c::parse_utc("2040-02-29T23:59:59Z") == 2214172799);
+  CHECK(c::format_utc(2214172799) == "2040-02-29T23:59:59Z");
+  CHECK_FALSE(c::parse_utc("2026-02-30T00:00:00Z"));
+  CHECK_FALSE(c::parse_utc("2026-11-22 10:00:00Z"));
+  CHECK_FALSE(c::parse_utc("2026-11-22T24:00:00Z"));
+  CHECK_FALSE(c::parse_utc("2026-11-22T10:00:00"));
+}
+
+TEST_CASE("manifest parsing names the bad line", "[crypto]") {
+  const std::string h1(64, 'a'), h2(64, 'B');
+  auto m = c::parse_manifest("# pisec-manifest v1 created 2026-11-22T10:00:00Z\n" + h1 + "  kernel\n" + h2 +
+                                 " *payload/app\n# a comment\n",
+                             "M");
+  CHECK(m.created_at == 1795341600);
+  REQUIRE(m.entries.size() == 2);
+  CHECK(m.entries[1].path == "payload/app");
+  CHECK(m.entries[1].hash[0] == 0xbb);
+  CHECK_FALSE(c::parse_manifest(h1 + "  a", "M").created_at);  // plain sha256sum output, no newline at end
+
+  auto err = [&](const std::string& text) { return error_of([&] { c::parse_manifest(text, "M"); }); };
+  CHECK(err(h1 + "  a\n" + h1 + " b\n") == "M:2: malformed line (want \"<64 hex digits>  <path>\")");
+  CHECK(err(h1 + "  a\n\n") == "M:2: malformed line (want \"<64 hex digits>  <path>\")");
+  CHECK(err(h1 + "  a\n" + h1.substr(1) + "g  b\n") == "M:2: malformed line: hash is not 64 hex digits");
+  CHECK(err(h1 + "  a\n" + h1 + "  a\n") == "M:2: a: listed twice");
+  CHECK_THAT(err(h1 + "  /etc/passwd\n"), Catch::StartsWith("M:1: /etc/passwd: absolute path"));
+  CHECK_THAT(err(h1 + "  a/../../etc/passwd\n"), Catch::StartsWith("M:1: a/../../etc/passwd: path contains a \"..\""));
+  CHECK_THAT(err(h1 + "  a\\b\n"), Catch::Contains("backslash"));
+  CHECK_THAT(err(h1 + "  a\r\n"), Catch::Contains("line break"));
+  CHECK_THAT(err(h1 + "  a//b\n"), Catch::Contains("not normalised"));
+  CHECK(err(h1 + "  a\n# pisec-manifest v1 created 2026-11-22T10:00:00Z\n") ==
+        "M:2: manifest header must be the first line");
+  CHECK(err("# pisec-manifest v1 created yesterday\n" + h1 + "  a\n") ==
+        "M:1: bad creation time in header (want YYYY-MM-DDTHH:MM:SSZ)");
+  CHECK(err("# only a comment\n") == "M: manifest lists no files");
+}
+
+TEST_CASE("manifests are created, signed, loaded and checked file by file", "[crypto]") {
+  TempDir d;
+  d.file("root/kernel", std::string(200000, 'k'));
+  d.file("root/payload/app", "app v1\n");
+  d.file("root/payload/lib/x.so", "lib\n");
+  const std::string root = d.str() + "/root";
+
+  auto m = c::create_manifest(root, {"kernel", "payload"}, 1795341600);
+  REQUIRE(m.entries.size() == 3);
+  CHECK(m.entries[1].path == "payload/app");
+  CHECK(m.entries[2].path == "payload/lib/x.so");
+  CHECK(m.entries[1].hash == c::sha256("app v1\n"));
+  // An absolute path under the root is listed relative to it.
+  CHECK(c::create_manifest(root, {root + "/./payload/app"}, 0).entries.at(0).path == "payload/app");
+  CHECK_THAT(error_of([&] { c::create_manifest(root, {"/etc/hostname"}, 0); }), Catch::Contains("not under the manifest root"));
+  CHECK_THAT(error_of([&] { c::create_manifest(root, {"../x"}, 0); }), Catch::Contains("\"..\""));
+  CHECK_THAT(error_of([&] { c::create_manifest(root, {"kernel", "./kernel"}, 0); }), Catch::Contains("kernel: given twice"));
+  CHECK(::symlink("kernel", (root + "/link").c_str()) == 0);
+  CHECK_THAT(error_of([&] { c::create_manifest(root, {"link"}, 0); }), Catch::Contains("symbolic link"));
+
+  auto text = c::format_manifest(m);
+  CHECK(text.rfind("# pisec-manifest v1 created 2026-11-22T10:00:00Z\n", 0) == 0);
+  CHECK(text.find(c::to_hex(m.entries[1].hash.data(), 32) + "  payload/app\n") != std::string::npos);
+  auto manifest = d.file("M", text);
+
+  auto kp = c::generate_keypair();
+  auto pub = d.file("k.pub", c::format_public_key(kp.pub));
+  auto sig = d.file("M.sig", c::format_signature(c::sign(kp.sec, text), "verify with k.pub"));
+
+  auto sm = c::load_signed_manifest(manifest, sig, pub);
+  CHECK(sm.keynum == kp.pub.keynum);
+  CHECK(c::check_files(sm.manifest, root).empty());
+  CHECK(c::manifest_created_at(manifest) == 1795341600);
+  CHECK(c::signed_manifest_created_at(manifest, sig, pub) == 1795341600);
+  CHECK(c::manifest_entries(manifest).size() == 3);
+
+  SECTION("a flipped byte in the manifest fails the signature") {
+    std::string bad = text;
+    bad[bad.size() - 3] ^= 1;
+    d.file("M", bad);
+    CHECK_THAT(error_of([&] { c::load_signed_manifest(manifest, sig, pub); }),
+               Catch::Contains("signature verification failed") && Catch::Contains(manifest));
+  }
+  SECTION("a changed file is named with both hashes") {
+    d.file("root/payload/app", "app v2\n");
+    auto problems = c::check_files(sm.manifest, root);
+    REQUIRE(problems.size() == 1);
+    CHECK(problems[0].path == "payload/app");
+    auto want = c::sha256("app v1\n"), got = c::sha256("app v2\n");
+    CHECK(problems[0].to_string() == "payload/app: sha256 mismatch (expected " + c::to_hex(want.data(), 32) +
+                                         ", got " + c::to_hex(got.data(), 32) + ")");
+    auto short_form = c::check_files(sm.manifest, root, nullptr, true);
+    CHECK(short_form[0].reason == "sha256 mismatch (expected " + c::to_hex(want.data(), 32).substr(0, 12) +
+                                      "\u2026, got " + c::to_hex(got.data(), 32).substr(0, 12) + "\u2026)");
+  }
+  SECTION("missing files, symlinks and FIFOs are named, not followed or waited on") {
+    fs::remove(root + "/kernel");
+    fs::remove(root + "/payload/lib/x.so");
+    REQUIRE(::mkfifo((root + "/payload/lib/x.so").c_str(), 0600) == 0);
+    fs::remove(root + "/payload/app");
+    REQUIRE(::symlink("/etc/hostname", (root + "/payload/app").c_str()) == 0);
+    auto problems = c::check_files(sm.manifest, root);
+    REQUIRE(problems.size() == 3);
+    CHECK(problems[0].to_string() == "kernel: missing (No such file or directory)");
+    CHECK(problems[1].to_string() == "payload/app: is a symbolic link (only regular files are accepted)");
+    CHECK(problems[2].to_string() == "payload/lib/x.so: not a regular file");
+  }
+  SECTION("a set cancel flag stops hashing") {
+    std::atomic<bool> cancel{true};
+    CHECK_THROWS_AS(c::check_files(sm.manifest, root, &cancel), c::Cancelled);
+  }
+}
+
+TEST_CASE("sha256_file streams large files and matches the one-shot digest", "[crypto]") {
+  TempDir d;
+  std::string data(3 * 65536 + 123, '\0');
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 131 % 251);
+  auto path = d.file("big", data);
+  CHECK(c::sha256_file(path) == c::sha256(data));
+  CHECK(c::to_hex(c::sha256("abc").data(), 32) ==
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}

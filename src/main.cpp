@@ -16,6 +16,7 @@ struct Entry {
 constexpr Entry commands[] = {
     {"--version", pisec::cli::cmd_version, "pisecd --version"},
     {"check-config", pisec::cli::cmd_check_config, "pisecd check-config [-c FILE]"},
+    {"elfcheck", pisec::cli::cmd_elfcheck, "pisecd elfcheck [--target armv6|host] FILE..."},
 };
 
 void print_usage(std::ostream& out) {

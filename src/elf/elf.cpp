@@ -220,7 +220,8 @@ Header read_header(const ByteView& v, bool is64) {
 void check_table(const ByteView& v, std::uint64_t offset, std::uint64_t count, std::size_t entsize,
                  const char* what) {
   if (offset > v.size() || count > (v.size() - offset) / entsize)
-    throw FormatError(std::string(what) + " (" + std::to_string(count) + " entries at offset " +
+    throw FormatError(std::string(what) + " (" + std::to_string(count) +
+                      (count == 1 ? " entry" : " entries") + " at offset " +
                       hex(offset) + ") lies beyond the end of the " + std::to_string(v.size()) +
                       "-byte file");
 }

@@ -107,7 +107,8 @@ std::optional<GoBuildInfo> parse_go_buildinfo(std::span<const std::uint8_t> sect
 // The whole decision, over the bytes of one file. Never throws for bad input.
 Verdict check_elf(std::span<const std::uint8_t> bytes, Target target);
 
-inline constexpr std::size_t default_max_file_bytes = 256u * 1024 * 1024;
+// The whole file is read into memory: keep well below a Pi 1B's RAM.
+inline constexpr std::size_t default_max_file_bytes = 128u * 1024 * 1024;
 
 // Reads a regular file (refusing FIFOs, devices, directories and anything over
 // max_bytes) and checks it; what stops it being read is Status::unreadable.

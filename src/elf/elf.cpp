@@ -605,11 +605,12 @@ std::optional<GoBuildInfo> parse_go_buildinfo(std::span<const std::uint8_t> sect
 
 Verdict check_elf(std::span<const std::uint8_t> bytes, Target target) {
   try {
+    // Magic first: a short file of another kind (an empty ar archive) is "not ELF".
+    if (bytes.size() >= SELFMAG && std::memcmp(bytes.data(), ELFMAG, SELFMAG) != 0)
+      return {Status::malformed, "no ELF magic (\\x7fELF) at the start", {}};
     if (bytes.size() < EI_NIDENT)
       return {Status::malformed,
               "file too short for an ELF header (" + std::to_string(bytes.size()) + " bytes)", {}};
-    if (std::memcmp(bytes.data(), ELFMAG, SELFMAG) != 0)
-      return {Status::malformed, "no ELF magic (\\x7fELF) at the start", {}};
     std::uint8_t cls = bytes[EI_CLASS], data = bytes[EI_DATA];
     if (cls != ELFCLASS32 && cls != ELFCLASS64)
       return {Status::malformed, "EI_CLASS " + std::to_string(cls) + " is neither 32- nor 64-bit", {}};

@@ -469,6 +469,8 @@ TEST_CASE("malformed ELF files get a clear error, not a crash", "[elf]") {
   auto malformed = [](const Bytes& b) { return refusal(b, Status::malformed); };
   CHECK(malformed({}) == "file too short for an ELF header (0 bytes)");
   CHECK(malformed(Bytes(64, 'x')) == "no ELF magic (\\x7fELF) at the start");
+  CHECK(malformed(Bytes{'!', '<', 'a', 'r', 'c', 'h', '>', '\n'}) == "no ELF magic (\\x7fELF) at the start");
+  CHECK(malformed(Bytes{0x7f, 'E', 'L', 'F', 1}) == "file too short for an ELF header (5 bytes)");
 
   Bytes good = arm_with_attributes(armv6kz_vfp());
   Bytes header_only(good.begin(), good.begin() + 30);

@@ -21,6 +21,7 @@ constexpr Entry commands[] = {
     {"clock-check", pisec::cli::cmd_clock_check, "pisecd clock-check [-c FILE]"},
     {"keygen", pisec::cli::cmd_keygen, "pisecd keygen -p PUB -s SEC"},
     {"manifest", pisec::cli::cmd_manifest, "pisecd manifest create -o MANIFEST [--root DIR] PATH... | sign -s SECKEY -m MANIFEST [-x SIG] | verify -p PUBKEY -m MANIFEST [-x SIG] [--root DIR]"},
+    {"elfcheck", pisec::cli::cmd_elfcheck, "pisecd elfcheck [--target armv6|host] FILE..."},
 };
 
 void print_usage(std::ostream& out) {

@@ -30,5 +30,6 @@ int cmd_sandbox_run(const Args& args);
 int cmd_clock_check(const Args& args);  // src/clock/cli.cpp
 int cmd_keygen(const Args& args);    // src/crypto/cli.cpp
 int cmd_manifest(const Args& args);  // src/crypto/cli.cpp
+int cmd_elfcheck(const Args& args);
 
 }  // namespace pisec::cli

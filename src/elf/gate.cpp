@@ -1,0 +1,246 @@
+// The arch gate: refuse a payload (or any ELF in the manifest) that the
+// target CPU cannot run, before it crash-loops with "Illegal instruction".
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <stdexcept>
+#include <vector>
+#include <utility>  // before Boost.Asio with GCC 12 / C++20
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include "file_io.hpp"
+#include "pisec/elf.hpp"
+
+namespace pisec::elf {
+
+namespace {
+
+constexpr std::size_t max_manifest_bytes = 4u * 1024 * 1024;
+constexpr int max_script_depth = 4;  // as many "#!" hops as Linux follows
+constexpr const char* default_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+struct Dir {
+  int fd = -1;
+  ~Dir() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+bool is_regular_in_root(int root_fd, const std::string& path) {
+  int fd = detail::open_in_root(root_fd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) return false;
+  ::close(fd);
+  return true;
+}
+
+// Where command[0] is, seen from inside the payload's root: an absolute path,
+// a path relative to payload.cwd, or a name looked up in PATH.
+std::optional<std::string> resolve_command(const config::Payload& p, int root_fd) {
+  const std::string& cmd = p.command.front();
+  if (cmd.find('/') != std::string::npos)
+    return cmd.front() == '/' ? cmd : p.cwd + (p.cwd.ends_with('/') ? "" : "/") + cmd;
+  auto env = p.env.find("PATH");
+  std::string path = env != p.env.end() ? env->second : default_path;
+  std::size_t at = 0;
+  while (at <= path.size()) {
+    std::size_t end = std::min(path.find(':', at), path.size());
+    std::string dir = path.substr(at, end - at);
+    std::string candidate = (dir.empty() ? "." : dir) + "/" + cmd;
+    if (is_regular_in_root(root_fd, candidate)) return candidate;
+    at = end + 1;
+  }
+  return std::nullopt;
+}
+
+// "#!/bin/sh -e\n…" → "/bin/sh"; nullopt if the bytes are not a script.
+std::optional<std::string> script_interpreter(const std::vector<std::uint8_t>& bytes) {
+  if (bytes.size() < 2 || bytes[0] != '#' || bytes[1] != '!') return std::nullopt;
+  std::string line(bytes.begin() + 2, bytes.begin() + static_cast<std::ptrdiff_t>(
+                                                           std::min<std::size_t>(bytes.size(), 256)));
+  line = line.substr(0, line.find('\n'));
+  std::size_t start = line.find_first_not_of(" \t");
+  if (start == std::string::npos) return std::string();
+  return line.substr(start, line.find_first_of(" \t", start) - start);
+}
+
+// Minimal sha256sum reader: only the paths matter here; the integrity gate
+// owns checking the hashes. Throws std::runtime_error on a line it cannot read.
+std::vector<std::string> manifest_paths(const std::string& text, const std::string& name) {
+  std::vector<std::string> paths;
+  std::size_t at = 0;
+  for (int line_no = 1; at < text.size(); ++line_no) {
+    std::size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(at, end - at);
+    at = end + 1;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line.front() == '#') continue;
+    bool ok = line.size() > 66 && line[64] == ' ' && (line[65] == ' ' || line[65] == '*');
+    for (std::size_t i = 0; ok && i < 64; ++i) ok = std::isxdigit(static_cast<unsigned char>(line[i])) != 0;
+    if (!ok)
+      throw std::runtime_error(name + ":" + std::to_string(line_no) +
+                               ": not a sha256sum line (\"<64 hex>  <path>\")");
+    paths.push_back(line.substr(66));
+  }
+  return paths;
+}
+
+struct Tally {
+  int runs = 0;
+  int unknown_allowed = 0;
+  std::vector<std::string> failures;
+};
+
+// Checks one ELF file's bytes; script/interpreter handling is the caller's.
+void judge(const std::string& label, const std::vector<std::uint8_t>& bytes,
+           const config::ArchGate& arch, Target target, Tally& t, Verdict* out = nullptr) {
+  Verdict v = check_elf(bytes, target);
+  if (out) *out = v;
+  if (!v.acceptable(arch.allow_unknown)) {
+    t.failures.push_back(label + ": " + describe(v, target));
+  } else if (v.status == Status::cannot_judge) {
+    ++t.unknown_allowed;
+  } else {
+    ++t.runs;
+  }
+}
+
+void check_payload(const config::ArchGate& arch, const config::Payload& payload, Target target,
+                   Tally& t) {
+  if (payload.command.empty() || payload.command.front().empty()) {
+    t.failures.push_back("payload.command is empty: nothing to check");
+    return;
+  }
+  Dir root;
+  std::string root_name = "/";
+  if (!payload.rootfs.empty()) {
+    root_name = payload.rootfs;
+    root.fd = ::open(payload.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root.fd < 0) {
+      t.failures.push_back("payload.rootfs " + payload.rootfs + ": " + std::strerror(errno));
+      return;
+    }
+  }
+  auto path = resolve_command(payload, root.fd);
+  if (!path) {
+    t.failures.push_back("payload " + payload.command.front() + ": not found in PATH under " + root_name);
+    return;
+  }
+  std::string label = "payload " + *path;
+  for (int depth = 0;; ++depth) {
+    auto r = detail::read_file(root.fd, *path, default_max_file_bytes, false);
+    if (!r.error.empty()) {
+      t.failures.push_back(label + ": cannot read: " + r.error);
+      return;
+    }
+    auto interp = script_interpreter(r.bytes);
+    if (!interp) {
+      Verdict v;
+      judge(label, r.bytes, arch, target, t, &v);
+      if (v.status == Status::runs && !v.interpreter.empty() &&
+          !is_regular_in_root(root.fd, v.interpreter))
+        t.failures.push_back(label + ": needs program interpreter " + v.interpreter +
+                             ", which is missing under " + root_name);
+      return;
+    }
+    if (interp->empty() || depth == max_script_depth) {
+      t.failures.push_back(label + ": script without a usable \"#!\" interpreter");
+      return;
+    }
+    path = *interp;
+    label += " -> " + *interp;
+  }
+}
+
+void check_manifest(const config::ArchGate& arch, const config::IntegrityGate& integrity,
+                    Target target, Tally& t) {
+  auto m = detail::read_file(-1, integrity.manifest, max_manifest_bytes, false);
+  if (!m.error.empty()) {
+    t.failures.push_back("manifest " + integrity.manifest + ": cannot read: " + m.error);
+    return;
+  }
+  std::vector<std::string> paths;
+  try {
+    paths = manifest_paths(std::string(m.bytes.begin(), m.bytes.end()), integrity.manifest);
+  } catch (const std::runtime_error& e) {
+    t.failures.push_back(e.what());
+    return;
+  }
+  Dir root;
+  root.fd = ::open(integrity.root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root.fd < 0) {
+    t.failures.push_back("integrity.root " + integrity.root + ": " + std::strerror(errno));
+    return;
+  }
+  for (const auto& rel : paths) {
+    auto r = detail::read_file(root.fd, rel, default_max_file_bytes, true);
+    if (r.not_elf) continue;
+    if (!r.error.empty()) {
+      t.failures.push_back(rel + ": cannot read: " + r.error);
+      continue;
+    }
+    judge(rel, r.bytes, arch, target, t);
+  }
+}
+
+class ArchGateImpl final : public gates::Gate {
+ public:
+  ArchGateImpl(config::ArchGate arch, config::Payload payload, config::IntegrityGate integrity)
+      : arch_(std::move(arch)), payload_(std::move(payload)), integrity_(std::move(integrity)) {}
+
+  std::string_view name() const override { return "arch"; }
+
+  void start(boost::asio::io_context& io, gates::Done done) override {
+    // The checks are quick file reads; run them on the loop, after start()
+    // has returned, and drop the result if cancel() came first.
+    boost::asio::post(io, [cancelled = cancelled_, arch = arch_, payload = payload_,
+                           integrity = integrity_, done = std::move(done)] {
+      if (*cancelled) return;
+      gates::Outcome outcome = run_arch_checks(arch, payload, integrity);
+      if (!*cancelled) done(std::move(outcome));
+    });
+  }
+
+  void cancel() override { *cancelled_ = true; }
+
+ private:
+  config::ArchGate arch_;
+  config::Payload payload_;
+  config::IntegrityGate integrity_;
+  std::shared_ptr<bool> cancelled_ = std::make_shared<bool>(false);
+};
+
+}  // namespace
+
+gates::Outcome run_arch_checks(const config::ArchGate& arch, const config::Payload& payload,
+                               const config::IntegrityGate& integrity) {
+  auto target = parse_target(arch.target);
+  if (!target) return {false, "gates.arch.target \"" + arch.target + "\" is not armv6 or host"};
+  Tally t;
+  check_payload(arch, payload, *target, t);
+  if (integrity.enabled && !integrity.manifest.empty()) check_manifest(arch, integrity, *target, t);
+  if (!t.failures.empty()) {
+    std::string detail = t.failures.front();
+    if (t.failures.size() > 1) detail += " (and " + std::to_string(t.failures.size() - 1) + " more)";
+    return {false, detail};
+  }
+  std::string detail = std::to_string(t.runs) + (t.runs == 1 ? " ELF file runs on " : " ELF files run on ") +
+                       target_name(*target);
+  if (t.unknown_allowed > 0)
+    detail += ", " + std::to_string(t.unknown_allowed) + " not judged (allow_unknown)";
+  return {true, detail};
+}
+
+std::unique_ptr<gates::Gate> make_arch_gate(const config::ArchGate& arch,
+                                            const config::Payload& payload,
+                                            const config::IntegrityGate& integrity) {
+  return std::make_unique<ArchGateImpl>(arch, payload, integrity);
+}
+
+}  // namespace pisec::elf

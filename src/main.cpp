@@ -16,6 +16,7 @@ struct Entry {
 constexpr Entry commands[] = {
     {"--version", pisec::cli::cmd_version, "pisecd --version"},
     {"check-config", pisec::cli::cmd_check_config, "pisecd check-config [-c FILE]"},
+    {"firewall", pisec::cli::cmd_firewall, "pisecd firewall render [-c FILE] [--lockdown]  (apply|verify [-c FILE] [--lockdown]: operator/test aids, not pinned)"},
 };
 
 void print_usage(std::ostream& out) {

@@ -25,5 +25,6 @@ void reject_unknown_options(const Args& args);
 
 int cmd_version(const Args& args);
 int cmd_check_config(const Args& args);
+int cmd_firewall(const Args& args);
 
 }  // namespace pisec::cli

@@ -16,6 +16,8 @@
 
 #include "pisec/config.hpp"
 
+struct nftnl_rule;
+
 namespace pisec::firewall {
 
 // ---- entries from the configuration ----------------------------------------
@@ -163,6 +165,8 @@ struct TableSnapshot {
   std::vector<ChainSnapshot> chains;
 };
 
+// Canonical form of one libnftnl rule (e.g. parsed from a kernel dump).
+std::vector<std::string> canonical_rule(nftnl_rule* rule);
 // What the kernel should hold after apply(rs) (lowered through libnftnl; pure).
 TableSnapshot expected_snapshot(const Ruleset& rs);
 // Differences, one line each, empty when `got` means the same as `want`.

@@ -358,11 +358,6 @@ int collect_expr(nftnl_expr* e, void* data) {
   return 0;
 }
 
-std::vector<std::string> canonical_rule(nftnl_rule* r) {
-  std::vector<std::string> out;
-  nftnl_expr_foreach(r, collect_expr, &out);
-  return out;
-}
 
 ChainSnapshot chain_snapshot(const nftnl_chain* c) {
   ChainSnapshot s;
@@ -489,6 +484,12 @@ std::string kernel_hint(int err, const std::string& object, bool nat_related) {
 }  // namespace
 
 // ---- snapshots and comparison ----------------------------------------------
+
+std::vector<std::string> canonical_rule(nftnl_rule* r) {
+  std::vector<std::string> out;
+  nftnl_expr_foreach(r, collect_expr, &out);
+  return out;
+}
 
 TableSnapshot expected_snapshot(const Ruleset& rs) {
   TableSnapshot t;

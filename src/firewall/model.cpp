@@ -434,13 +434,19 @@ Ruleset build_service_ruleset(const config::Firewall& fw, std::uint32_t payload_
                         RedirectStmt{app_port}}});
 
   Chain in = base_chain("input", Hook::input, Verdict::drop);
+  // Echo requests after the first of an id are "established" to conntrack, so
+  // the rate limit must come before the established accept.
+  const LimitStmt echo_over{static_cast<std::uint32_t>(fw.icmp_echo_rate), 5, true};
+  in.rules.push_back({{nfproto(Family::ipv4), l4proto(l4_icmp), IcmpTypeMatch{Family::ipv4, icmp_echo_request},
+                       echo_over, drop()}});
+  in.rules.push_back({{nfproto(Family::ipv6), l4proto(l4_icmpv6),
+                       IcmpTypeMatch{Family::ipv6, icmpv6_echo_request}, echo_over, drop()}});
   in.rules.push_back({{CtStateMatch{ct_established | ct_related}, accept()}});
   in.rules.push_back({{CtStateMatch{ct_invalid}, drop()}});
   in.rules.push_back({{MetaMatch{MetaKey::iif, loopback_ifindex}, accept()}});
-  const LimitStmt echo_limit{static_cast<std::uint32_t>(fw.icmp_echo_rate), 5, false};
-  in.rules.push_back(icmp_rule(Family::ipv4, icmp_echo_request, echo_limit));
+  in.rules.push_back(icmp_rule(Family::ipv4, icmp_echo_request));
   for (auto t : {icmp_dest_unreachable, icmp_time_exceeded}) in.rules.push_back(icmp_rule(Family::ipv4, t));
-  in.rules.push_back(icmp_rule(Family::ipv6, icmpv6_echo_request, echo_limit));
+  in.rules.push_back(icmp_rule(Family::ipv6, icmpv6_echo_request));
   for (auto t : {icmpv6_dest_unreachable, icmpv6_packet_too_big, icmpv6_time_exceeded,
                  icmpv6_parameter_problem, icmpv6_router_advert, icmpv6_neighbor_solicit,
                  icmpv6_neighbor_advert})

@@ -467,8 +467,9 @@ Ruleset build_service_ruleset(const config::Firewall& fw, std::uint32_t payload_
                          CounterStmt{}, drop()}});
   }
   // The app port only for connections that arrived on the public port.
-  in.rules.push_back({{l4proto(Proto::tcp), CtOriginalDportMatch{public_port},
-                       PortMatch{Proto::tcp, false, app_port}, accept()}});
+  // (Port first: nft cannot read `ct original proto-dst` back without a known L4.)
+  in.rules.push_back({{l4proto(Proto::tcp), PortMatch{Proto::tcp, false, app_port},
+                       CtOriginalDportMatch{public_port}, accept()}});
   for (const auto& ib : inbound) {
     Rule r;
     if (ib.source) {

@@ -104,7 +104,7 @@ TEST_CASE("service ruleset with defaults", "[firewall]") {
   CHECK_THAT(text, Catch::StartsWith("table inet pisec {\n\tset src_rate_v4 {\n"));
   CHECK(has_line(text, "type nat hook prerouting priority dstnat; policy accept;"));
   CHECK(has_line(text, "tcp dport 80 redirect to :8080"));
-  CHECK(has_line(text, "ct original proto-dst 80 tcp dport 8080 accept"));
+  CHECK(has_line(text, "tcp dport 8080 ct original proto-dst 80 accept"));
   CHECK(has_line(text, "icmp type echo-request limit rate over 5/second drop"));
   CHECK(has_line(text, "icmp type echo-request accept"));
   CHECK(has_line(text, "ct state new meta l4proto tcp update @src_rate_v4 { ip saddr limit rate over 20/second burst 40 packets } counter drop"));
@@ -140,7 +140,7 @@ TEST_CASE("service ruleset follows the configuration", "[firewall]") {
   auto text = fw::render_nft(fw::build_service_ruleset(f, 4242, extra));
   CHECK_THAT(text, Catch::StartsWith("table inet edge {"));
   CHECK(has_line(text, "tcp dport 443 redirect to :9443"));
-  CHECK(has_line(text, "ct original proto-dst 443 tcp dport 9443 accept"));
+  CHECK(has_line(text, "tcp dport 9443 ct original proto-dst 443 accept"));
   CHECK(has_line(text, "icmpv6 type echo-request limit rate over 2/second drop"));
   CHECK(has_line(text, "ct state new meta l4proto tcp update @src_rate_v6 { ip6 saddr limit rate over 7/second burst 9 packets } counter drop"));
   CHECK(has_line(text, "ct state new meta l4proto tcp add @src_conn_v4 { ip saddr ct count over 3 } counter drop"));

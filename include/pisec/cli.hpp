@@ -31,5 +31,6 @@ int cmd_clock_check(const Args& args);  // src/clock/cli.cpp
 int cmd_keygen(const Args& args);    // src/crypto/cli.cpp
 int cmd_manifest(const Args& args);  // src/crypto/cli.cpp
 int cmd_elfcheck(const Args& args);
+int cmd_firewall(const Args& args);
 
 }  // namespace pisec::cli

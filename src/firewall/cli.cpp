@@ -1,0 +1,60 @@
+// `pisecd firewall render|apply|verify`: the operator's view of the firewall.
+#include <iostream>
+
+#include "pisec/cli.hpp"
+#include "pisec/config.hpp"
+#include "pisec/firewall.hpp"
+
+namespace pisec::cli {
+
+namespace {
+
+int print_result(const firewall::ApplyResult& r, const char* what) {
+  if (!r.verified) {
+    std::cerr << "pisecd firewall: " << what << " FAILED: " << r.error << '\n';
+    for (std::size_t i = 1; i < r.differences.size(); ++i) std::cerr << "  " << r.differences[i] << '\n';
+    return 1;
+  }
+  std::cout << what << ": verified " << r.digest << '\n';
+  return 0;
+}
+
+}  // namespace
+
+int cmd_firewall(const Args& in) {
+  Args args = in;
+  if (args.empty()) throw UsageError("missing action (render, apply or verify)");
+  std::string action = args.front();
+  args.erase(args.begin());
+  std::string path = take_option(args, {"-c", "--config"}).value_or(config::default_path);
+  bool lockdown = take_flag(args, {"--lockdown"});
+  bool invalid = action == "apply" && take_flag(args, {"--test-invalid-batch"});
+  reject_unknown_options(args);
+  if (!args.empty()) throw UsageError("unexpected argument " + args.front());
+  if (action != "render" && action != "apply" && action != "verify")
+    throw UsageError("unknown action \"" + action + "\"");
+
+  config::Config cfg;
+  try {
+    cfg = config::load_file(path);
+  } catch (const config::LoadError& e) {
+    for (const auto& err : e.errors()) std::cerr << err.to_string() << '\n';
+    return 1;
+  }
+  if (auto errors = firewall::validate(cfg.firewall); !errors.empty()) {
+    for (const auto& err : errors) std::cerr << path << ": " << err << '\n';
+    return 1;
+  }
+  const auto rs = lockdown ? firewall::build_lockdown_ruleset(cfg.firewall)
+                           : firewall::build_service_ruleset(cfg.firewall, cfg.payload.uid);
+  if (action == "render") {
+    std::cout << firewall::render_nft(rs);
+    return 0;
+  }
+  if (action == "verify") return print_result(firewall::verify(rs), lockdown ? "lockdown ruleset" : "service ruleset");
+  firewall::ApplyOptions opts;
+  opts.inject_invalid_rule = invalid;
+  return print_result(firewall::apply(rs, opts), lockdown ? "lockdown ruleset" : "service ruleset");
+}
+
+}  // namespace pisec::cli

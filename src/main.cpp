@@ -16,6 +16,7 @@ struct Entry {
 constexpr Entry commands[] = {
     {"--version", pisec::cli::cmd_version, "pisecd --version"},
     {"check-config", pisec::cli::cmd_check_config, "pisecd check-config [-c FILE]"},
+    {"entropy-check", pisec::cli::cmd_entropy_check, "pisecd entropy-check [-c FILE] [--no-credit] [--sysfs DIR]"},
 };
 
 void print_usage(std::ostream& out) {

@@ -25,5 +25,6 @@ void reject_unknown_options(const Args& args);
 
 int cmd_version(const Args& args);
 int cmd_check_config(const Args& args);
+int cmd_entropy_check(const Args& args);
 
 }  // namespace pisec::cli

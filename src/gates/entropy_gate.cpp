@@ -59,7 +59,13 @@ void use_seed(const std::string& path, EntropyAdapter& adapter, SeedWork& w) {
       SeedFile s = decode_seed_file(c.raw);
       w.old_seed = s.seed;
       bool credit = c.removed && seed_may_credit(s, w.tag);
-      if (!s.seed.empty()) adapter.add_entropy(s.seed, credit ? static_cast<int>(s.seed.size() * 8) : 0);
+      try {
+        if (!s.seed.empty()) adapter.add_entropy(s.seed, credit ? static_cast<int>(s.seed.size() * 8) : 0);
+      } catch (const std::exception& e) {
+        // Still refresh below: the old seed is already gone from disk.
+        w.note = "seed: " + std::string(e.what());
+        return;
+      }
       note << "seed " << (credit ? "credited " : "mixed ") << s.seed.size() << " bytes";
       if (!credit) {
         if (!c.removed) note << " uncredited (could not consume it: " << c.remove_error << ")";

@@ -10,11 +10,13 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <condition_variable>
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "pisec/entropy.hpp"
@@ -121,6 +123,7 @@ class FakeKernel final : public EntropyAdapter {
   }
   void add_entropy(std::span<const std::uint8_t> bytes, int credit_bits) override {
     if (on_add_entropy) on_add_entropy();
+    if (add_error != 0) throw std::system_error(add_error, std::generic_category(), "RNDADDENTROPY");
     std::lock_guard lock(m_);
     mixes.push_back({{bytes.begin(), bytes.end()}, credit_bits});
     credited_bits += credit_bits;
@@ -153,6 +156,7 @@ class FakeKernel final : public EntropyAdapter {
   bool ready_on_wait = true;
   std::string machine = "board-0001";
   std::function<void()> on_add_entropy;
+  int add_error = 0;  // errno add_entropy fails with, 0 = works
 
  private:
   void fill(std::span<std::uint8_t> out) {
@@ -599,6 +603,31 @@ TEST_CASE("entropy gate consumes, credits and refreshes the seed file", "[entrop
     CHECK(contains(out.detail, "seed mixed 512 bytes uncredited (not recorded as creditable)"));
     CHECK(kernel.mixes.back().credit_bits == 0);
   }
+}
+
+TEST_CASE("when the kernel refuses entropy the seed is still refreshed, hwrng fails", "[entropy]") {
+  TempDir dir;
+  const fs::path seed_path = dir.path / "seed";
+  auto cfg = gate_config();
+  cfg.seed_file = seed_path.string();
+  FakeKernel kernel;
+  kernel.set_ready(true);
+  REQUIRE(run_entropy_gate(cfg, kernel, options_for(dir)).passed);  // writes a seed
+  auto old_seed = read_file(seed_path);
+
+  kernel.add_error = EPERM;  // e.g. running without CAP_SYS_ADMIN
+  auto out = run_entropy_gate(cfg, kernel, options_for(dir));
+  INFO(out.detail);
+  CHECK(out.passed);  // the CRNG is ready: the seed only adds, it is not required
+  CHECK(contains(out.detail, "seed: RNDADDENTROPY: Operation not permitted, refreshed"));
+  REQUIRE(fs::exists(seed_path));
+  CHECK(read_file(seed_path) != old_seed);
+
+  write_file(dir.path / "hwrng", good_stream(17 * fips_block_bytes, 15));
+  cfg.hwrng = (dir.path / "hwrng").string();
+  out = run_entropy_gate(cfg, kernel, options_for(dir));
+  CHECK_FALSE(out.passed);
+  CHECK(contains(out.detail, "crediting failed after 0 blocks: RNDADDENTROPY: Operation not permitted"));
 }
 
 TEST_CASE("a seed written before the CRNG was ready is rewritten creditable after", "[entropy]") {

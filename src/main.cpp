@@ -23,6 +23,7 @@ constexpr Entry commands[] = {
     {"manifest", pisec::cli::cmd_manifest, "pisecd manifest create -o MANIFEST [--root DIR] PATH... | sign -s SECKEY -m MANIFEST [-x SIG] | verify -p PUBKEY -m MANIFEST [-x SIG] [--root DIR]"},
     {"elfcheck", pisec::cli::cmd_elfcheck, "pisecd elfcheck [--target armv6|host] FILE..."},
     {"firewall", pisec::cli::cmd_firewall, "pisecd firewall render [-c FILE] [--lockdown]  (apply|verify [-c FILE] [--lockdown]: operator/test aids, not pinned)"},
+    {"entropy-check", pisec::cli::cmd_entropy_check, "pisecd entropy-check [-c FILE] [--no-credit] [--sysfs DIR]"},
 };
 
 void print_usage(std::ostream& out) {

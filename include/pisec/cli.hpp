@@ -32,5 +32,6 @@ int cmd_keygen(const Args& args);    // src/crypto/cli.cpp
 int cmd_manifest(const Args& args);  // src/crypto/cli.cpp
 int cmd_elfcheck(const Args& args);
 int cmd_firewall(const Args& args);
+int cmd_entropy_check(const Args& args);
 
 }  // namespace pisec::cli

@@ -16,6 +16,8 @@ struct Entry {
 constexpr Entry commands[] = {
     {"--version", pisec::cli::cmd_version, "pisecd --version"},
     {"check-config", pisec::cli::cmd_check_config, "pisecd check-config [-c FILE]"},
+    {"status", pisec::cli::cmd_status, "pisecd status [--json] [-s SOCKET | -c FILE]"},
+    {"logs", pisec::cli::cmd_logs, "pisecd logs [-f] [-n N] [--json] [-s SOCKET | -c FILE]"},
 };
 
 void print_usage(std::ostream& out) {

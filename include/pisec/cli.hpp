@@ -25,5 +25,7 @@ void reject_unknown_options(const Args& args);
 
 int cmd_version(const Args& args);
 int cmd_check_config(const Args& args);
+int cmd_status(const Args& args);
+int cmd_logs(const Args& args);
 
 }  // namespace pisec::cli

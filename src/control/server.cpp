@@ -38,7 +38,7 @@ using nlohmann::json;
 namespace {
 
 std::string error_line(std::string_view message) {
-  return json{{"ok", false}, {"error", message}}.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  return nlohmann::ordered_json{{"ok", false}, {"error", message}}.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
 std::runtime_error sys_error(const std::string& what, const std::string& path, int err) {
@@ -342,7 +342,7 @@ class Session : public std::enable_shared_from_this<Session> {
       end_seq_ = ring.last_seq();
       cursor_ = end_seq_ > n ? end_seq_ - n : 0;
       phase_ = Phase::logs;
-      queue(json{{"ok", true}, {"dropped", ring.dropped()}, {"first_seq", ring.first_seq()},
+      queue(nlohmann::ordered_json{{"ok", true}, {"dropped", ring.dropped()}, {"first_seq", ring.first_seq()},
                  {"last_seq", ring.last_seq()}}
                 .dump() +
             "\n");

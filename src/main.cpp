@@ -18,6 +18,7 @@ constexpr Entry commands[] = {
     {"check-config", pisec::cli::cmd_check_config, "pisecd check-config [-c FILE]"},
     {"status", pisec::cli::cmd_status, "pisecd status [--json] [-s SOCKET | -c FILE]"},
     {"logs", pisec::cli::cmd_logs, "pisecd logs [-f] [-n N] [--json] [-s SOCKET | -c FILE]"},
+    {"redact", pisec::cli::cmd_redact, "pisecd redact [-c FILE]  (stdin -> stdout, as logs would store it)"},
 };
 
 void print_usage(std::ostream& out) {

@@ -27,5 +27,6 @@ int cmd_version(const Args& args);
 int cmd_check_config(const Args& args);
 int cmd_status(const Args& args);
 int cmd_logs(const Args& args);
+int cmd_redact(const Args& args);
 
 }  // namespace pisec::cli

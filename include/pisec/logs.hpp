@@ -47,8 +47,17 @@ class Redactor {
   std::string redact(std::string_view line, StreamState& state) const;
 
  private:
-  std::vector<std::regex> user_;
+  struct UserPattern {
+    std::regex re;
+    std::string required;  // literal every match starts with ("" = unknown)
+  };
+  std::vector<UserPattern> user_;
 };
+
+// The literal text every match of an ECMAScript pattern must begin with, or ""
+// when that cannot be told simply (alternation, leading class or group, ...).
+// Lets the redactor skip std::regex on lines that cannot match.
+std::string required_prefix(std::string_view pattern);
 
 // Bytes from a pipe -> complete lines. A line longer than max_line_bytes is
 // cut there, marked with " [truncated]", and the rest of it up to the next

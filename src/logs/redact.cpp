@@ -199,10 +199,40 @@ void collect_regex_matches(const std::regex& re, std::string_view s, std::vector
 
 }  // namespace
 
+std::string required_prefix(std::string_view pattern) {
+  // Alternation anywhere could make the prefix optional: give up.
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] == '\\') ++i;
+    else if (pattern[i] == '|') return "";
+  }
+  std::string lit;
+  std::size_t i = pattern.size() > 0 && pattern[0] == '^' ? 1 : 0;
+  while (i < pattern.size()) {
+    char c = pattern[i];
+    if (c == '\\') {
+      // \. \- \/ ... are literal; \d \w \b \1 ... are not.
+      if (i + 1 >= pattern.size()) break;
+      char n = pattern[i + 1];
+      if ((n >= 'a' && n <= 'z') || (n >= 'A' && n <= 'Z') || (n >= '0' && n <= '9')) break;
+      lit += n;
+      i += 2;
+      continue;
+    }
+    if (std::strchr(".[]()*+?{}|^$", c) != nullptr) {
+      // A quantifier applies to the last literal character: it is not required.
+      if ((c == '*' || c == '?' || c == '{') && !lit.empty()) lit.pop_back();
+      break;
+    }
+    lit += c;
+    ++i;
+  }
+  return lit;
+}
+
 Redactor::Redactor(const std::vector<std::string>& user_patterns) {
   for (const auto& p : user_patterns) {
     try {
-      user_.emplace_back(p, std::regex::ECMAScript | std::regex::optimize);
+      user_.push_back({std::regex(p, std::regex::ECMAScript | std::regex::optimize), required_prefix(p)});
     } catch (const std::regex_error& e) {
       throw std::runtime_error("logs.redact: invalid regular expression \"" + p + "\": " + e.what());
     }
@@ -222,9 +252,10 @@ std::string Redactor::redact(std::string_view line, StreamState& state) const {
   scan_url_userinfo(line, ranges);
   std::string result = ranges.empty() ? std::string(line) : replace_ranges(line, ranges);
 
-  for (const auto& re : user_) {
+  for (const auto& u : user_) {
+    if (!u.required.empty() && result.find(u.required) == std::string::npos) continue;
     ranges.clear();
-    collect_regex_matches(re, result, ranges);
+    collect_regex_matches(u.re, result, ranges);
     if (!ranges.empty()) result = replace_ranges(result, ranges);
   }
   return result;

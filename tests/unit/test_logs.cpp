@@ -239,3 +239,18 @@ TEST_CASE("NDJSON and text rendering", "[logs]") {
   CHECK_THROWS(from_ndjson(R"({"seq":1})"));
   CHECK_THROWS(from_ndjson(R"({"seq":1,"ts_ms":1,"stream":"bogus","line":""})"));
 }
+
+TEST_CASE("user regex prefilter takes only a literal every match starts with", "[logs]") {
+  CHECK(required_prefix(R"(api[_-]?key=[^&\s]+)") == "api");
+  CHECK(required_prefix(R"(^session\.id=\d+)") == "session.id=");
+  CHECK(required_prefix("colou?r") == "colo");
+  CHECK(required_prefix("ab{0,2}c") == "a");
+  CHECK(required_prefix("ab+c") == "ab");
+  CHECK(required_prefix("cat|dog") == "");
+  CHECK(required_prefix(R"(\d{16})") == "");
+  CHECK(required_prefix("[a-z]+@example") == "");
+  // The prefilter never hides a match.
+  Redactor r({"colou?r=[a-z]+", "x(y|z)=1"});
+  CHECK(redact1(r, "color=red colour=blue") == "[REDACTED] [REDACTED]");
+  CHECK(redact1(r, "xz=1") == "[REDACTED]");
+}

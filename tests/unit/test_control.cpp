@@ -233,8 +233,10 @@ TEST_CASE("bad requests get a one-line error and are closed", "[control]") {
   auto t0 = std::chrono::steady_clock::now();
   CHECK(ask("") == "");
   CHECK(std::chrono::steady_clock::now() - t0 < 4s);
+  control::ServerStats stats;
+  loop.run_sync([&] { stats = server.stats(); });
   CHECK(daemon.snapshots == 0);
-  CHECK(server.stats().timed_out >= 1);
+  CHECK(stats.timed_out >= 1);
 }
 
 TEST_CASE("200 idle or garbage clients do not stop a concurrent status request", "[control]") {
@@ -272,8 +274,14 @@ TEST_CASE("200 idle or garbage clients do not stop a concurrent status request",
   flooding = false;
   flood.join();
   CHECK(answered == 5);
-  CHECK(server.stats().evicted > 0);
-  CHECK(server.client_count() <= opts.max_clients);
+  control::ServerStats stats;
+  std::size_t clients = 0;
+  loop.run_sync([&] {
+    stats = server.stats();
+    clients = server.client_count();
+  });
+  CHECK(stats.evicted > 0);
+  CHECK(clients <= opts.max_clients);
   for (int fd : hogs) ::close(fd);
 }
 
@@ -420,7 +428,9 @@ TEST_CASE("non-root peers are refused; admin_group members are let in", "[contro
     CHECK(child_status_as(opts.socket_path, 65534, {}) == 2);
     ::chmod(opts.socket_path.c_str(), 0666);  // simulate a mode mistake
     CHECK(child_status_as(opts.socket_path, 65534, {}) == 1);
-    CHECK(server.stats().refused == 1);
+    control::ServerStats stats;
+    loop.run_sync([&] { stats = server.stats(); });
+    CHECK(stats.refused == 1);
     CHECK(daemon.snapshots == 0);
   }
   SECTION("admin_group: 0660, group-owned, members allowed, others refused") {

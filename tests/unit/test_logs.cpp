@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <string>
 #include <vector>
 
@@ -253,4 +255,25 @@ TEST_CASE("user regex prefilter takes only a literal every match starts with", "
   Redactor r({"colou?r=[a-z]+", "x(y|z)=1"});
   CHECK(redact1(r, "color=red colour=blue") == "[REDACTED] [REDACTED]");
   CHECK(redact1(r, "xz=1") == "[REDACTED]");
+}
+
+TEST_CASE("stderr copy is prefixed per stream and carries only redacted text", "[logs]") {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  auto cfg = small_config();
+  std::vector<std::unique_ptr<Sink>> sinks;
+  sinks.push_back(make_stderr_sink(fds[1]));
+  Logger logger(cfg, std::move(sinks), [] { return std::int64_t{1}; });
+  logger.feed(Stream::payload_stderr, "auth failed for Authorization: Basic c2VjcmV0\n");
+  logger.feed(Stream::payload_stdout, "listening on :8080\n");
+  logger.daemon_line("payload exited with code 1");
+  ::close(fds[1]);
+  std::string copied;
+  char buf[512];
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) copied.append(buf, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  CHECK(copied ==
+        "payload[stderr]: auth failed for Authorization: [REDACTED]\n"
+        "payload[stdout]: listening on :8080\n"
+        "pisecd: payload exited with code 1\n");
 }

@@ -457,3 +457,36 @@ TEST_CASE("non-root peers are refused; admin_group members are let in", "[contro
     CHECK_THROWS_WITH(control::Server(loop.io, opts, daemon), Catch::Contains("no-such-group"));
   }
 }
+
+TEST_CASE("a follower that stops reading is dropped, the loop keeps going", "[control]") {
+  TempDir dir;
+  FakeDaemon daemon;
+  daemon.snap = sample_snapshot();
+  Loop loop;
+  auto opts = options_in(dir);
+  opts.write_timeout = 300ms;
+  control::Server server(loop.io, opts, daemon);
+  Halt halt{loop};
+  loop.start();
+
+  int fd = raw_connect(opts.socket_path);
+  REQUIRE(fd >= 0);
+  int small = 4096;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  write_all(fd, "{\"cmd\":\"logs\",\"n\":0,\"follow\":true}\n");
+  // 8 MB of new lines that the follower never reads.
+  std::string line(1000, 'x');
+  for (int batch = 0; batch < 8; ++batch)
+    loop.run_sync([&] {
+      for (int i = 0; i < 1000; ++i) daemon.ring.append(logs::Stream::payload_stdout, line, i);
+    });
+  std::size_t clients = 1;
+  for (int i = 0; i < 100 && clients != 0; ++i) {
+    std::this_thread::sleep_for(50ms);
+    loop.run_sync([&] { clients = server.client_count(); });
+  }
+  CHECK(clients == 0);
+  // And the daemon still answers.
+  CHECK(control::request_status(opts.socket_path, 5s).snapshot.payload.pid == 4242);
+  ::close(fd);
+}

@@ -19,7 +19,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <future>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "pisec/control.hpp"
@@ -66,14 +67,21 @@ struct Loop {
   void start() {
     thread = std::thread([this] { io.run(); });
   }
+  // Runs f on the loop and waits for it. (No std::future: armel's
+  // libstdc++ lacks the futex wait it needs.)
   template <class F>
-  void run_sync(F f) {  // runs f on the loop and waits for it
-    std::promise<void> done;
+  void run_sync(F f) {
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
     asio::post(io, [&] {
       f();
-      done.set_value();
+      std::lock_guard<std::mutex> lock(m);
+      done = true;
+      cv.notify_one();
     });
-    done.get_future().wait();
+    std::unique_lock<std::mutex> lock(m);
+    cv.wait(lock, [&] { return done; });
   }
   void halt() {
     guard.reset();
@@ -303,31 +311,41 @@ TEST_CASE("logs: backlog, then new entries for a follower", "[control]") {
   CHECK(got.empty());
 
   struct Enough {};
-  std::promise<std::vector<std::string>> result;
+  std::mutex m;
+  std::condition_variable cv;
+  bool finished = false;
+  std::vector<std::string> lines;
   std::atomic<bool> backlog_seen{false};
   std::thread follower([&] {
-    std::vector<std::string> lines;
+    std::vector<std::string> got_lines;
     try {
       control::request_logs(opts.socket_path, {1, true}, [&](const logs::Entry& e) {
-        lines.push_back(logs::to_text(e));
+        got_lines.push_back(logs::to_text(e));
         backlog_seen = true;
-        if (lines.size() == 3) throw Enough{};
+        if (got_lines.size() == 3) throw Enough{};
       }, 5s);
     } catch (const Enough&) {
     } catch (const control::ClientError& e) {
-      lines.push_back(std::string("error: ") + e.what());
+      got_lines.push_back(std::string("error: ") + e.what());
     }
-    result.set_value(lines);
+    std::lock_guard<std::mutex> lock(m);
+    lines = got_lines;
+    finished = true;
+    cv.notify_one();
   });
   while (!backlog_seen) std::this_thread::sleep_for(10ms);
   loop.run_sync([&] {
     daemon.ring.append(logs::Stream::payload_stderr, "new 6", 1714564800000);
     daemon.ring.append(logs::Stream::payload_stdout, "new 7", 1714564800001);
   });
-  auto fut = result.get_future();
-  if (fut.wait_for(10s) != std::future_status::ready) loop.run_sync([&] { server.stop(); });
+  {
+    std::unique_lock<std::mutex> lock(m);
+    if (!cv.wait_for(lock, 10s, [&] { return finished; })) {
+      lock.unlock();
+      loop.run_sync([&] { server.stop(); });  // unblocks the follower with an error
+    }
+  }
   follower.join();
-  auto lines = fut.get();
   REQUIRE(lines.size() == 3);
   CHECK(lines[0].find("stdout: old 5") != std::string::npos);
   CHECK(lines[1] == "2024-05-01T12:00:00.000Z stderr: new 6");

@@ -268,7 +268,11 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_read(const boost::system::error_code& ec, std::size_t n) {
     if (phase_ == Phase::closed) return;
-    if (ec) {  // EOF or error: the client is gone
+    if (ec) {
+      // EOF after a complete request may be a half-close (`nc -U`): finish
+      // the answer (bounded by the write deadline). A follower that hangs up
+      // is gone, and so is a client that never completed its request.
+      if (phase_ == Phase::status || (phase_ == Phase::logs && !follow_)) return;
       close();
       return;
     }

@@ -508,3 +508,21 @@ TEST_CASE("a follower that stops reading is dropped, the loop keeps going", "[co
   CHECK(control::request_status(opts.socket_path, 5s).snapshot.payload.pid == 4242);
   ::close(fd);
 }
+
+TEST_CASE("a client that half-closes after its request still gets the answer", "[control]") {
+  TempDir dir;
+  FakeDaemon daemon;
+  daemon.snap = sample_snapshot();
+  Loop loop;
+  auto opts = options_in(dir);
+  control::Server server(loop.io, opts, daemon);
+  Halt halt{loop};
+  loop.start();
+  int fd = raw_connect(opts.socket_path);
+  REQUIRE(fd >= 0);
+  write_all(fd, "{\"cmd\":\"status\"}\n");
+  ::shutdown(fd, SHUT_WR);  // like `echo … | nc -U socket`
+  std::string answer = read_all(fd);
+  ::close(fd);
+  CHECK(answer == "{\"ok\":true,\"status\":" + status::to_json(daemon.snap) + "}\n");
+}

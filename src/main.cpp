@@ -24,6 +24,9 @@ constexpr Entry commands[] = {
     {"elfcheck", pisec::cli::cmd_elfcheck, "pisecd elfcheck [--target armv6|host] FILE..."},
     {"firewall", pisec::cli::cmd_firewall, "pisecd firewall render [-c FILE] [--lockdown]  (apply|verify [-c FILE] [--lockdown]: operator/test aids, not pinned)"},
     {"entropy-check", pisec::cli::cmd_entropy_check, "pisecd entropy-check [-c FILE] [--no-credit] [--sysfs DIR]"},
+    {"status", pisec::cli::cmd_status, "pisecd status [--json] [-s SOCKET | -c FILE]"},
+    {"logs", pisec::cli::cmd_logs, "pisecd logs [-f] [-n N] [--json] [-s SOCKET | -c FILE]"},
+    {"redact", pisec::cli::cmd_redact, "pisecd redact [-c FILE]  (stdin -> stdout, as logs would store it)"},
 };
 
 void print_usage(std::ostream& out) {

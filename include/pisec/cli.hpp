@@ -33,5 +33,8 @@ int cmd_manifest(const Args& args);  // src/crypto/cli.cpp
 int cmd_elfcheck(const Args& args);
 int cmd_firewall(const Args& args);
 int cmd_entropy_check(const Args& args);
+int cmd_status(const Args& args);
+int cmd_logs(const Args& args);
+int cmd_redact(const Args& args);
 
 }  // namespace pisec::cli

@@ -1,0 +1,132 @@
+#pragma once
+// The local control socket: a Unix stream socket (mode 0600, or 0660 for
+// daemon.admin_group) on the daemon's io_context, and the clients behind
+// `pisecd status` and `pisecd logs`.
+//
+// Protocol, one request per connection, every message one line of JSON:
+//   -> {"cmd":"status"}
+//   <- {"ok":true,"status":{…pinned status JSON…}}
+//   -> {"cmd":"logs","n":100,"follow":false}
+//   <- {"ok":true,"dropped":D,"first_seq":F,"last_seq":L}
+//   <- {"seq":…,"ts_ms":…,"stream":"stdout","line":"…"}   (one per entry, NDJSON)
+//   <- {"end":true}                                       (not sent when following)
+//   errors: {"ok":false,"error":"…"} and the connection is closed.
+// Requests longer than 4 KiB or not sent within 2 s are refused.
+#include <utility>  // before Boost.Asio with GCC 12 + C++20
+
+#include <sys/types.h>
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pisec/config.hpp"
+#include "pisec/logs.hpp"
+#include "pisec/status.hpp"
+
+namespace pisec::control {
+
+// What the server needs from the daemon. Called on the io_context's thread.
+class ControlHandler {
+ public:
+  virtual ~ControlHandler() = default;
+  virtual status::Snapshot snapshot() = 0;
+  // Must outlive the Server; the server subscribes to it for `logs -f`.
+  virtual logs::LogRing& log_ring() = 0;
+};
+
+struct ServerOptions {
+  std::string socket_path = "/run/pisecd/control.sock";
+  std::string admin_group;                 // group name or numeric gid; empty = root only
+  std::string group_file = "/etc/group";   // parsed directly: no NSS in a static binary
+  std::size_t max_clients = 32;
+  std::size_t max_request_bytes = 4096;
+  std::chrono::milliseconds request_timeout{2000};  // to send one complete request
+  std::chrono::milliseconds write_timeout{10000};   // for any one pending write
+  std::size_t follow_chunk_bytes = 64 * 1024;       // log lines queued per write
+
+  static ServerOptions from_config(const config::Daemon& daemon);
+};
+
+struct ServerStats {
+  std::size_t refused = 0;   // wrong peer credentials
+  std::size_t evicted = 0;   // idle clients closed to make room
+  std::size_t rejected = 0;  // turned away: all slots busy with real requests
+  std::size_t timed_out = 0; // request or write deadline passed
+};
+
+class Server {
+ public:
+  // Creates the parent directory (0700) if missing, removes a stale socket
+  // file (only when nothing answers on it), binds, sets mode/owner, listens.
+  // Throws std::runtime_error naming the path if another daemon is listening,
+  // the path is not a socket, admin_group is unknown, or a syscall fails.
+  Server(boost::asio::io_context& io, ServerOptions options, ControlHandler& handler);
+  ~Server();  // stop()
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Closes the listener and every client, removes the socket file. Idempotent.
+  void stop();
+  std::size_t client_count() const;
+  ServerStats stats() const;
+  const std::string& socket_path() const;
+
+  struct Core;  // shared with the per-client sessions
+
+ private:
+  std::shared_ptr<Core> core_;
+};
+
+// ---- peer credentials (pure parts, unit-tested) ------------------------------
+
+struct PeerCredentials {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary groups
+};
+
+// Root, or a member (primary or supplementary) of admin_gid.
+bool peer_allowed(const PeerCredentials& peer, std::optional<gid_t> admin_gid);
+// "wheel" -> its gid from a /etc/group-format text; "10" -> 10. nullopt if unknown.
+std::optional<gid_t> find_group(std::string_view name_or_gid, std::string_view group_file_text);
+// The "Groups:" line of /proc/<pid>/status.
+std::vector<gid_t> parse_status_groups(std::string_view proc_status_text);
+
+// ---- clients ----------------------------------------------------------------
+
+// Daemon unreachable, refused, timed out or answered nonsense. what() is the
+// message for stderr, e.g. "cannot reach daemon at /run/pisecd/control.sock:
+// No such file or directory".
+struct ClientError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct StatusReply {
+  status::Snapshot snapshot;
+  std::string json;  // the status object exactly as the daemon sent it
+};
+StatusReply request_status(const std::string& socket_path,
+                           std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+struct LogsRequest {
+  std::size_t n = 100;
+  bool follow = false;
+};
+// Calls on_entry for each entry, oldest first. Without follow, returns after
+// the last one; with follow, only throws (ClientError when the daemon closes).
+// `timeout` bounds connecting and every wait for the daemon, except the wait
+// for new lines while following.
+void request_logs(const std::string& socket_path, const LogsRequest& request,
+                  const std::function<void(const logs::Entry&)>& on_entry,
+                  std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+}  // namespace pisec::control

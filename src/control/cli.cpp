@@ -1,0 +1,83 @@
+// `pisecd status` and `pisecd logs`: the clients of the control socket.
+#include <iostream>
+
+#include "pisec/cli.hpp"
+#include "pisec/config.hpp"
+#include "pisec/control.hpp"
+
+namespace pisec::cli {
+namespace {
+
+constexpr int exit_unreachable = 3;
+
+// -s SOCKET wins; else daemon.control_socket from -c FILE; else the default.
+std::string socket_path_from(Args& args) {
+  auto socket = take_option(args, {"-s", "--socket"});
+  auto config_file = take_option(args, {"-c", "--config"});
+  if (socket) return *socket;
+  if (config_file) return config::load_file(*config_file).daemon.control_socket;
+  return config::Daemon{}.control_socket;
+}
+
+void no_arguments_left(const Args& args) {
+  reject_unknown_options(args);
+  if (!args.empty()) throw UsageError("unexpected argument " + args.front());
+}
+
+}  // namespace
+
+int cmd_status(const Args& in) {
+  Args args = in;
+  bool as_json = take_flag(args, {"--json"});
+  std::string path;
+  try {
+    path = socket_path_from(args);
+  } catch (const config::LoadError& e) {
+    for (const auto& err : e.errors()) std::cerr << err.to_string() << '\n';
+    return exit_unreachable;
+  }
+  no_arguments_left(args);
+  try {
+    control::StatusReply reply = control::request_status(path);
+    if (as_json) std::cout << reply.json << '\n';
+    else std::cout << status::to_text(reply.snapshot);
+    return status::exit_code(reply.snapshot);
+  } catch (const control::ClientError& e) {
+    std::cerr << "pisecd: " << e.what() << '\n';
+    return exit_unreachable;
+  }
+}
+
+int cmd_logs(const Args& in) {
+  Args args = in;
+  control::LogsRequest request;
+  request.follow = take_flag(args, {"-f", "--follow"});
+  bool as_json = take_flag(args, {"--json"});
+  if (auto n = take_option(args, {"-n", "--lines"})) {
+    if (n->empty() || n->size() > 9 || n->find_first_not_of("0123456789") != std::string::npos)
+      throw UsageError("-n needs a number of lines, got \"" + *n + "\"");
+    request.n = std::stoul(*n);
+  }
+  std::string path;
+  try {
+    path = socket_path_from(args);
+  } catch (const config::LoadError& e) {
+    for (const auto& err : e.errors()) std::cerr << err.to_string() << '\n';
+    return exit_unreachable;
+  }
+  no_arguments_left(args);
+  try {
+    control::request_logs(path, request, [&](const logs::Entry& e) {
+      if (as_json) std::cout << logs::to_ndjson(e);
+      else std::cout << logs::to_text(e) << '\n';
+      if (request.follow) std::cout.flush();
+    });
+    return 0;
+  } catch (const control::ClientError& e) {
+    std::cout.flush();
+    std::cerr << "pisecd: " << e.what() << '\n';
+    return exit_unreachable;
+  }
+}
+
+}  // namespace pisec::cli

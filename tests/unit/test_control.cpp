@@ -1,0 +1,528 @@
+#include <utility>
+
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "pisec/control.hpp"
+
+using namespace pisec;
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+
+// The server's handlers run in the io thread; these tests assert through the
+// real client code from the test thread (acceptance 8 runs exactly that way).
+#pragma GCC diagnostic ignored "-Wnull-dereference"  // Asio internals under GCC 12, see server.cpp
+
+namespace {
+
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/pisec-control-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+struct FakeDaemon : control::ControlHandler {
+  status::Snapshot snap;
+  logs::LogRing ring{64 * 1024};
+  int snapshots = 0;
+  status::Snapshot snapshot() override {
+    ++snapshots;
+    return snap;
+  }
+  logs::LogRing& log_ring() override { return ring; }
+};
+
+// An io_context running in its own thread, like the daemon's loop.
+struct Loop {
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
+  std::thread thread;
+  void start() {
+    thread = std::thread([this] { io.run(); });
+  }
+  // Runs f on the loop and waits for it. (No std::future: armel's
+  // libstdc++ lacks the futex wait it needs.)
+  template <class F>
+  void run_sync(F f) {
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+    asio::post(io, [&] {
+      f();
+      std::lock_guard<std::mutex> lock(m);
+      done = true;
+      cv.notify_one();
+    });
+    std::unique_lock<std::mutex> lock(m);
+    cv.wait(lock, [&] { return done; });
+  }
+  void halt() {
+    guard.reset();
+    io.stop();
+    if (thread.joinable()) thread.join();
+  }
+  ~Loop() { halt(); }
+};
+
+// Declared after the Server: stops the loop thread before the Server is
+// destroyed, so its destructor never races with handlers.
+struct Halt {
+  Loop& loop;
+  ~Halt() { loop.halt(); }
+};
+
+int raw_connect(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Everything the server sends until it closes (or 5 s pass).
+std::string read_all(int fd) {
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 5000) <= 0) break;
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  return out;
+}
+
+void write_all(int fd, std::string_view s) {
+  while (!s.empty()) {
+    ssize_t n = ::send(fd, s.data(), s.size(), MSG_NOSIGNAL);
+    if (n <= 0) return;
+    s.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+status::Snapshot sample_snapshot() {
+  status::Snapshot s;
+  s.version = "0.1.0-test";
+  s.state = "running";
+  s.uptime_ms = 12345;
+  s.gates = {{"entropy", "passed", "crng ready", 3}, {"clock", "passed", "3 sources", 250}};
+  s.firewall = {"service", true, "sha256:abcd"};
+  s.payload.state = "running";
+  s.payload.pid = 4242;
+  s.payload.restarts = 1;
+  s.reaped_orphans = 2;
+  return s;
+}
+
+control::ServerOptions options_in(const TempDir& dir) {
+  control::ServerOptions o;
+  o.socket_path = (dir.path / "run" / "pisecd" / "control.sock").string();
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("status round-trips through the real client; socket is 0600 in a 0700 dir", "[control]") {
+  TempDir dir;
+  FakeDaemon daemon;
+  daemon.snap = sample_snapshot();
+  Loop loop;
+  auto opts = options_in(dir);
+  control::Server server(loop.io, opts, daemon);
+  Halt halt{loop};
+  loop.start();
+
+  struct stat st {};
+  REQUIRE(::lstat(opts.socket_path.c_str(), &st) == 0);
+  CHECK(S_ISSOCK(st.st_mode));
+  CHECK((st.st_mode & 07777) == 0600);
+  REQUIRE(::lstat((dir.path / "run" / "pisecd").c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0700);
+
+  auto reply = control::request_status(opts.socket_path, 5s);
+  CHECK(reply.snapshot.state == "running");
+  CHECK(reply.snapshot.payload.pid == 4242);
+  CHECK(reply.snapshot.gates.size() == 2);
+  CHECK(reply.json == status::to_json(daemon.snap));
+  CHECK(status::exit_code(reply.snapshot) == 0);
+
+  daemon.snap.state = "quarantined";
+  CHECK(status::exit_code(control::request_status(opts.socket_path, 5s).snapshot) == 2);
+
+  loop.run_sync([&] { server.stop(); });
+  CHECK_FALSE(std::filesystem::exists(opts.socket_path));  // removed on stop
+  CHECK_THROWS_WITH(control::request_status(opts.socket_path, 1s),
+                    "cannot reach daemon at " + opts.socket_path + ": No such file or directory");
+}
+
+TEST_CASE("socket path: live daemon refused, stale socket replaced, other files kept", "[control]") {
+  TempDir dir;
+  FakeDaemon daemon;
+  Loop loop;
+  auto opts = options_in(dir);
+  {
+    control::Server first(loop.io, opts, daemon);
+    CHECK_THROWS_WITH(control::Server(loop.io, opts, daemon), Catch::Contains("already listening"));
+    CHECK(std::filesystem::exists(opts.socket_path));  // the live one is untouched
+  }
+  // A stale socket file: bound, never listening (like after a crash).
+  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, opts.socket_path.c_str(), sizeof addr.sun_path - 1);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  ::close(fd);
+  CHECK_NOTHROW(control::Server(loop.io, opts, daemon));
+
+  auto plain = (dir.path / "not-a-socket").string();
+  std::ofstream(plain) << "keep me";
+  opts.socket_path = plain;
+  CHECK_THROWS_WITH(control::Server(loop.io, opts, daemon), Catch::Contains("is not a socket"));
+  CHECK(std::filesystem::file_size(plain) == 7);
+}
+
+TEST_CASE("bad requests get a one-line error and are closed", "[control]") {
+  TempDir dir;
+  FakeDaemon daemon;
+  Loop loop;
+  auto opts = options_in(dir);
+  opts.request_timeout = 300ms;
+  control::Server server(loop.io, opts, daemon);
+  Halt halt{loop};
+  loop.start();
+
+  auto ask = [&](std::string_view request) {
+    int fd = raw_connect(opts.socket_path);
+    REQUIRE(fd >= 0);
+    write_all(fd, request);
+    std::string answer = read_all(fd);
+    ::close(fd);
+    return answer;
+  };
+  CHECK(ask(std::string(5000, 'x')) == "{\"ok\":false,\"error\":\"request longer than 4096 bytes\"}\n");
+  CHECK(ask(std::string(5000, ' ') + "\n") == "{\"ok\":false,\"error\":\"request longer than 4096 bytes\"}\n");
+  CHECK(ask("this is not json\n") == "{\"ok\":false,\"error\":\"request is not valid JSON\"}\n");
+  CHECK(ask("[1,2]\n") == "{\"ok\":false,\"error\":\"request needs a \\\"cmd\\\" string\"}\n");
+  CHECK(ask("{\"cmd\":\"reboot\"}\n") == "{\"ok\":false,\"error\":\"unknown command \\\"reboot\\\"\"}\n");
+  CHECK(ask("{\"cmd\":\"logs\",\"n\":-1}\n").find("\"ok\":false") != std::string::npos);
+  // Silence: closed at the request deadline, without an answer.
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(ask("") == "");
+  CHECK(std::chrono::steady_clock::now() - t0 < 4s);
+  control::ServerStats stats;
+  loop.run_sync([&] { stats = server.stats(); });
+  CHECK(daemon.snapshots == 0);
+  CHECK(stats.timed_out >= 1);
+}
+
+TEST_CASE("200 idle or garbage clients do not stop a concurrent status request", "[control]") {
+  TempDir dir;
+  FakeDaemon daemon;
+  daemon.snap = sample_snapshot();
+  Loop loop;
+  auto opts = options_in(dir);
+  control::Server server(loop.io, opts, daemon);
+  Halt halt{loop};
+  loop.start();
+
+  std::atomic<bool> flooding{true};
+  std::vector<int> hogs;
+  std::thread flood([&] {
+    for (int i = 0; i < 200; ++i) {
+      int fd = raw_connect(opts.socket_path);
+      if (fd < 0) continue;
+      if (i % 2) write_all(fd, "garbage without newline");  // never completes a request
+      hogs.push_back(fd);
+    }
+    // Keep reconnecting as they are evicted, until the status request is done.
+    while (flooding) {
+      int fd = raw_connect(opts.socket_path);
+      if (fd >= 0) hogs.push_back(fd);
+      if (hogs.size() > 600) break;
+    }
+  });
+  std::this_thread::sleep_for(50ms);  // let the flood get going
+  int answered = 0;
+  for (int i = 0; i < 5; ++i) {
+    auto reply = control::request_status(opts.socket_path, 5s);
+    if (reply.snapshot.payload.pid == 4242) ++answered;
+  }
+  flooding = false;
+  flood.join();
+  CHECK(answered == 5);
+  control::ServerStats stats;
+  std::size_t clients = 0;
+  loop.run_sync([&] {
+    stats = server.stats();
+    clients = server.client_count();
+  });
+  CHECK(stats.evicted > 0);
+  CHECK(clients <= opts.max_clients);
+  for (int fd : hogs) ::close(fd);
+}
+
+TEST_CASE("logs: backlog, then new entries for a follower", "[control]") {
+  TempDir dir;
+  FakeDaemon daemon;
+  for (int i = 1; i <= 5; ++i) daemon.ring.append(logs::Stream::payload_stdout, "old " + std::to_string(i), i);
+  Loop loop;
+  auto opts = options_in(dir);
+  control::Server server(loop.io, opts, daemon);
+  Halt halt{loop};
+  loop.start();
+
+  std::vector<std::string> got;
+  control::request_logs(opts.socket_path, {2, false}, [&](const logs::Entry& e) { got.push_back(e.text); }, 5s);
+  CHECK(got == std::vector<std::string>{"old 4", "old 5"});
+  got.clear();
+  control::request_logs(opts.socket_path, {0, false}, [&](const logs::Entry& e) { got.push_back(e.text); }, 5s);
+  CHECK(got.empty());
+
+  struct Enough {};
+  std::mutex m;
+  std::condition_variable cv;
+  bool finished = false;
+  std::vector<std::string> lines;
+  std::atomic<bool> backlog_seen{false};
+  std::thread follower([&] {
+    std::vector<std::string> got_lines;
+    try {
+      control::request_logs(opts.socket_path, {1, true}, [&](const logs::Entry& e) {
+        got_lines.push_back(logs::to_text(e));
+        backlog_seen = true;
+        if (got_lines.size() == 3) throw Enough{};
+      }, 5s);
+    } catch (const Enough&) {
+    } catch (const control::ClientError& e) {
+      got_lines.push_back(std::string("error: ") + e.what());
+    }
+    std::lock_guard<std::mutex> lock(m);
+    lines = got_lines;
+    finished = true;
+    cv.notify_one();
+  });
+  while (!backlog_seen) std::this_thread::sleep_for(10ms);
+  loop.run_sync([&] {
+    daemon.ring.append(logs::Stream::payload_stderr, "new 6", 1714564800000);
+    daemon.ring.append(logs::Stream::payload_stdout, "new 7", 1714564800001);
+  });
+  {
+    std::unique_lock<std::mutex> lock(m);
+    if (!cv.wait_for(lock, 10s, [&] { return finished; })) {
+      lock.unlock();
+      loop.run_sync([&] { server.stop(); });  // unblocks the follower with an error
+    }
+  }
+  follower.join();
+  REQUIRE(lines.size() == 3);
+  CHECK(lines[0].find("stdout: old 5") != std::string::npos);
+  CHECK(lines[1] == "2024-05-01T12:00:00.000Z stderr: new 6");
+  CHECK(lines[2] == "2024-05-01T12:00:00.001Z stdout: new 7");
+}
+
+TEST_CASE("client: malformed or missing answers are errors, with a timeout", "[control]") {
+  TempDir dir;
+  auto path = (dir.path / "fake.sock").string();
+  int lfd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  REQUIRE(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(lfd, 8) == 0);
+  // A fake daemon: first answers nonsense, then a wrong status, then nothing.
+  std::thread fake([&] {
+    for (std::string_view answer : {"hello\n", "{\"ok\":true,\"status\":{\"state\":1}}\n", ""}) {
+      int c = ::accept(lfd, nullptr, nullptr);
+      if (c < 0) return;
+      char buf[256];
+      (void)::read(c, buf, sizeof buf);
+      write_all(c, answer);
+      if (answer.empty()) std::this_thread::sleep_for(800ms);
+      ::close(c);
+    }
+  });
+  CHECK_THROWS_WITH(control::request_status(path, 2s), Catch::StartsWith("malformed answer from daemon at " + path));
+  CHECK_THROWS_WITH(control::request_status(path, 2s), Catch::StartsWith("malformed answer from daemon at " + path));
+  CHECK_THROWS_WITH(control::request_status(path, 300ms), "no answer from daemon at " + path + " within 300 ms");
+  fake.join();
+  ::close(lfd);
+}
+
+TEST_CASE("peer credential rules and /etc/group parsing", "[control]") {
+  CHECK(control::peer_allowed({1, 0, 0, {}}, std::nullopt));
+  CHECK_FALSE(control::peer_allowed({1, 1000, 1000, {10, 20}}, std::nullopt));
+  CHECK(control::peer_allowed({1, 1000, 1000, {10, 20}}, gid_t{20}));
+  CHECK(control::peer_allowed({1, 1000, 20, {}}, gid_t{20}));
+  CHECK_FALSE(control::peer_allowed({1, 1000, 1000, {10}}, gid_t{20}));
+
+  std::string_view group = "root:x:0:\nwheel:x:10:root,alice\n# junk line\nbad:x:notanumber:\npisecadm:x:4242:bob\n";
+  CHECK(control::find_group("wheel", group) == gid_t{10});
+  CHECK(control::find_group("pisecadm", group) == gid_t{4242});
+  CHECK(control::find_group("77", group) == gid_t{77});
+  CHECK_FALSE(control::find_group("whee", group));
+  CHECK_FALSE(control::find_group("bad", group));
+  CHECK(control::parse_status_groups("Name:\tx\nUid:\t1000\t1000\t1000\t1000\nGroups:\t10 20 4242 \nNgid:\t0\n") ==
+        std::vector<gid_t>{10, 20, 4242});
+  CHECK(control::parse_status_groups("Name:\tx\nGroups:\t\n").empty());
+}
+
+namespace {
+// In a forked child of this multithreaded test: switch to uid 65534 (and the
+// given groups), ask for status with raw syscalls only, return what came back.
+// Exit code: 0 = got an ok status, 1 = refused with an error line, 2 = could
+// not connect (EACCES), 3 = anything else.
+int child_status_as(const std::string& path, gid_t gid, const std::vector<gid_t>& groups) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::setgroups(groups.size(), groups.data()) != 0 || ::setgid(gid) != 0 || ::setuid(65534) != 0) ::_exit(4);
+    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) ::_exit(errno == EACCES ? 2 : 3);
+    const char req[] = "{\"cmd\":\"status\"}\n";
+    // The server may already have refused and closed: no SIGPIPE, read anyway.
+    (void)::send(fd, req, sizeof req - 1, MSG_NOSIGNAL);
+    char buf[64] = {};
+    ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    if (n > 0 && std::strncmp(buf, "{\"ok\":true", 10) == 0) ::_exit(0);
+    if (n > 0 && std::strstr(buf, "permission denied") != nullptr) ::_exit(1);
+    ::_exit(3);
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 99;
+}
+}  // namespace
+
+TEST_CASE("non-root peers are refused; admin_group members are let in", "[control]") {
+  if (::geteuid() != 0) {
+    WARN("not root: cannot run a client with another uid; peer-credential refusal not exercised");
+    return;
+  }
+  TempDir dir;
+  ::chmod(dir.path.c_str(), 0755);  // the child (uid 65534) must reach the socket's directory
+  FakeDaemon daemon;
+  daemon.snap = sample_snapshot();
+  Loop loop;
+  auto opts = options_in(dir);
+  opts.socket_path = (dir.path / "control.sock").string();
+  SECTION("root only: the file mode keeps others out, SO_PEERCRED refuses them even if it did not") {
+    control::Server server(loop.io, opts, daemon);
+    Halt halt{loop};
+    loop.start();
+    CHECK(child_status_as(opts.socket_path, 65534, {}) == 2);
+    ::chmod(opts.socket_path.c_str(), 0666);  // simulate a mode mistake
+    CHECK(child_status_as(opts.socket_path, 65534, {}) == 1);
+    control::ServerStats stats;
+    loop.run_sync([&] { stats = server.stats(); });
+    CHECK(stats.refused == 1);
+    CHECK(daemon.snapshots == 0);
+  }
+  SECTION("admin_group: 0660, group-owned, members allowed, others refused") {
+    auto group_file = (dir.path / "group").string();
+    std::ofstream(group_file) << "root:x:0:\npisecadm:x:4242:\n";
+    opts.admin_group = "pisecadm";
+    opts.group_file = group_file;
+    control::Server server(loop.io, opts, daemon);
+    Halt halt{loop};
+    loop.start();
+    struct stat st {};
+    REQUIRE(::lstat(opts.socket_path.c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0660);
+    CHECK(st.st_gid == 4242);
+    CHECK(child_status_as(opts.socket_path, 65534, {4242}) == 0);  // supplementary member
+    CHECK(child_status_as(opts.socket_path, 4242, {}) == 0);       // primary group
+    CHECK(child_status_as(opts.socket_path, 65534, {}) == 2);      // not a member
+    ::chmod(opts.socket_path.c_str(), 0666);
+    CHECK(child_status_as(opts.socket_path, 65534, {100}) == 1);
+  }
+  SECTION("unknown admin_group refuses to start") {
+    opts.admin_group = "no-such-group";
+    opts.group_file = "/dev/null";
+    CHECK_THROWS_WITH(control::Server(loop.io, opts, daemon), Catch::Contains("no-such-group"));
+  }
+}
+
+TEST_CASE("a follower that stops reading is dropped, the loop keeps going", "[control]") {
+  TempDir dir;
+  FakeDaemon daemon;
+  daemon.snap = sample_snapshot();
+  Loop loop;
+  auto opts = options_in(dir);
+  opts.write_timeout = 300ms;
+  control::Server server(loop.io, opts, daemon);
+  Halt halt{loop};
+  loop.start();
+
+  int fd = raw_connect(opts.socket_path);
+  REQUIRE(fd >= 0);
+  int small = 4096;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  write_all(fd, "{\"cmd\":\"logs\",\"n\":0,\"follow\":true}\n");
+  // 8 MB of new lines that the follower never reads.
+  std::string line(1000, 'x');
+  for (int batch = 0; batch < 8; ++batch)
+    loop.run_sync([&] {
+      for (int i = 0; i < 1000; ++i) daemon.ring.append(logs::Stream::payload_stdout, line, i);
+    });
+  std::size_t clients = 1;
+  for (int i = 0; i < 100 && clients != 0; ++i) {
+    std::this_thread::sleep_for(50ms);
+    loop.run_sync([&] { clients = server.client_count(); });
+  }
+  CHECK(clients == 0);
+  // And the daemon still answers.
+  CHECK(control::request_status(opts.socket_path, 5s).snapshot.payload.pid == 4242);
+  ::close(fd);
+}
+
+TEST_CASE("a client that half-closes after its request still gets the answer", "[control]") {
+  TempDir dir;
+  FakeDaemon daemon;
+  daemon.snap = sample_snapshot();
+  Loop loop;
+  auto opts = options_in(dir);
+  control::Server server(loop.io, opts, daemon);
+  Halt halt{loop};
+  loop.start();
+  int fd = raw_connect(opts.socket_path);
+  REQUIRE(fd >= 0);
+  write_all(fd, "{\"cmd\":\"status\"}\n");
+  ::shutdown(fd, SHUT_WR);  // like `echo … | nc -U socket`
+  std::string answer = read_all(fd);
+  ::close(fd);
+  CHECK(answer == "{\"ok\":true,\"status\":" + status::to_json(daemon.snap) + "}\n");
+}

@@ -15,6 +15,7 @@ struct Entry {
 
 constexpr Entry commands[] = {
     {"--version", pisec::cli::cmd_version, "pisecd --version"},
+    {"run", pisec::cli::cmd_run, "pisecd run [-c FILE]"},
     {"check-config", pisec::cli::cmd_check_config, "pisecd check-config [-c FILE]"},
     {"init", pisec::cli::cmd_init, "pisecd init [--grace-ms N] -- CMD..."},
     {"sandbox-run", pisec::cli::cmd_sandbox_run, "pisecd sandbox-run [-c FILE] [--bwrap PATH]"},

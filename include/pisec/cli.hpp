@@ -25,6 +25,7 @@ void reject_unknown_options(const Args& args);
 
 int cmd_version(const Args& args);
 int cmd_check_config(const Args& args);
+int cmd_run(const Args& args);  // src/supervisor/cli.cpp
 int cmd_init(const Args& args);
 int cmd_sandbox_run(const Args& args);
 int cmd_clock_check(const Args& args);  // src/clock/cli.cpp

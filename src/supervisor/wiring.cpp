@@ -1,0 +1,249 @@
+// Connects the daemon's state machine to the modules that do the work.
+#include <utility>  // before Boost.Asio with GCC 12 and C++20
+
+#include "wiring.hpp"
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <boost/asio.hpp>
+#include <optional>
+
+#include "pisec/clock.hpp"
+#include "pisec/control.hpp"
+#include "pisec/crypto.hpp"
+#include "pisec/elf.hpp"
+#include "pisec/entropy.hpp"
+#include "pisec/firewall.hpp"
+#include "pisec/integrity.hpp"
+#include "pisec/logs.hpp"
+
+namespace pisec::daemon {
+
+namespace asio = boost::asio;
+
+struct Wiring::ControlBridge : control::ControlHandler {
+  Wiring& w;
+  explicit ControlBridge(Wiring& wiring) : w(wiring) {}
+  status::Snapshot snapshot() override { return w.host_.snapshot(); }
+  logs::LogRing& log_ring() override { return w.logger_->ring(); }
+};
+
+Wiring::Wiring(asio::io_context& io, Host& host, const config::Config& cfg)
+    : io_(io), host_(host), logger_(std::make_unique<logs::Logger>(cfg.logs)) {}
+
+Wiring::~Wiring() { stop(); }
+
+void Wiring::start_control(const config::Config& cfg) {
+  bridge_ = std::make_unique<ControlBridge>(*this);
+  control_ = std::make_unique<control::Server>(io_, control::ServerOptions::from_config(cfg.daemon), *bridge_);
+}
+
+void Wiring::daemon_log(const std::string& line) { logger_->daemon_line(line); }
+
+void Wiring::stop() {
+  if (control_) control_->stop();
+}
+
+// ---- firewall -------------------------------------------------------------------
+Wiring::FirewallResult Wiring::apply_firewall(const config::Config& cfg, Mode mode) {
+  FirewallResult out;
+  try {
+    auto rs = mode == Mode::lockdown ? firewall::build_lockdown_ruleset(cfg.firewall)
+                                     : firewall::build_service_ruleset(cfg.firewall, cfg.payload.uid);
+    auto r = firewall::apply(rs);
+    out.ok = r.applied;
+    out.verified = r.verified;
+    out.digest = r.digest;
+    out.error = r.error;
+    for (const auto& d : r.differences) out.error += (out.error.empty() ? "" : "; ") + d;
+  } catch (const std::exception& e) {
+    out.ok = false;
+    out.error = e.what();
+  }
+  return out;
+}
+
+std::string Wiring::firewall_text(const config::Config& cfg) {
+  try {
+    return firewall::render_nft(firewall::build_service_ruleset(cfg.firewall, cfg.payload.uid));
+  } catch (const std::exception& e) {
+    return std::string("invalid: ") + e.what();
+  }
+}
+
+// ---- gates --------------------------------------------------------------------
+std::unique_ptr<gates::Gate> Wiring::make_gate(const config::Config& cfg, std::size_t index) {
+  switch (index) {
+    case 0:
+      return entropy::make_entropy_gate(cfg.gates.entropy);
+    case 1: {
+      // The manifest's signing time is one more floor for the clock, but only
+      // once its signature checks out: an unsigned header could push the floor
+      // into the future and lock the device out.
+      std::int64_t manifest_floor = 0;
+      const auto& ig = cfg.gates.integrity;
+      if (ig.enabled && !ig.manifest.empty()) {
+        try {
+          manifest_floor =
+              crypto::signed_manifest_created_at(ig.manifest, ig.signature, ig.public_key).value_or(0);
+        } catch (const std::exception& e) {
+          host_.event(std::string("clock: manifest time not used as a floor: ") + e.what());
+        }
+      }
+      clock_result_ = std::make_shared<clock::GateResult>();
+      return clock::make_clock_gate(cfg.gates.clock, manifest_floor, clock::system_clock(), clock_result_);
+    }
+    case 2:
+      return gates::make_integrity_gate(cfg.gates.integrity);
+    default:
+      return elf::make_arch_gate(cfg.gates.arch, cfg.payload, cfg.gates.integrity);
+  }
+}
+
+void Wiring::gate_failed_continue(const config::Config& cfg, std::size_t index) {
+  if (index != 1 || !cfg.gates.clock.set_clock || !clock_result_) return;
+  try {
+    if (clock::raise_clock_to_floor(clock::system_clock(), clock_result_->floor.unix_s))
+      host_.event("clock: raised to the floor (" + clock_result_->floor.source + ")");
+  } catch (const std::exception& e) {
+    host_.event(std::string("clock: cannot raise to the floor: ") + e.what());
+  }
+}
+
+// ---- payload ------------------------------------------------------------------
+struct Wiring::PayloadRun {
+  sandbox::Spawned spawned;
+  std::unique_ptr<asio::posix::stream_descriptor> out, err, status, report;
+  sandbox::StatusFdParser parser;
+  std::optional<long> exit_code;
+  std::int64_t reaped_inside = 0;
+  std::array<char, 4096> out_buf{}, err_buf{}, status_buf{}, report_buf{};
+};
+
+pid_t Wiring::spawn_payload(const config::Config& cfg) {
+  if (auto missing = sandbox::check_user_namespaces(); !missing.empty())
+    throw std::runtime_error("the sandbox needs unprivileged user namespaces: " + missing);
+  auto run = std::make_shared<PayloadRun>();
+  run->spawned = sandbox::spawn(cfg.payload, sandbox::SpawnOptions{});
+  for (const auto& w : run->spawned.warnings) host_.event("payload: " + w);
+  auto wrap = [this](sandbox::UniqueFd& fd) {
+    return std::make_unique<asio::posix::stream_descriptor>(io_, fd.release());
+  };
+  run->out = wrap(run->spawned.stdout_fd);
+  run->err = wrap(run->spawned.stderr_fd);
+  run->status = wrap(run->spawned.status_fd);
+  if (run->spawned.report_fd) run->report = wrap(run->spawned.report_fd);
+  payload_ = run;
+  read_output(run, Output::out);
+  read_output(run, Output::err);
+  read_status(run);
+  if (run->report) read_report(run);
+  return run->spawned.pid;
+}
+
+void Wiring::read_output(const std::shared_ptr<PayloadRun>& run, Output which) {
+  auto& d = which == Output::out ? run->out : run->err;
+  auto& buf = which == Output::out ? run->out_buf : run->err_buf;
+  const auto stream = which == Output::out ? logs::Stream::payload_stdout : logs::Stream::payload_stderr;
+  d->async_read_some(asio::buffer(buf), [this, run, which, &buf, stream](boost::system::error_code ec, std::size_t n) {
+    if (ec == asio::error::operation_aborted) return;  // closed after drain() read the rest
+    if (n > 0) logger_->feed(stream, std::string_view(buf.data(), n));
+    if (ec) return logger_->end_of_stream(stream);
+    read_output(run, which);
+  });
+}
+
+void Wiring::read_status(const std::shared_ptr<PayloadRun>& run) {
+  run->status->async_read_some(asio::buffer(run->status_buf), [this, run](boost::system::error_code ec, std::size_t n) {
+    if (ec == asio::error::operation_aborted) return;
+    try {
+      if (n > 0) status_events(*run, run->parser.feed(std::string_view(run->status_buf.data(), n)));
+      if (ec) return status_events(*run, run->parser.finish());
+    } catch (const std::exception& e) {
+      return host_.event(std::string("payload: bwrap status: ") + e.what());
+    }
+    read_status(run);
+  });
+}
+
+void Wiring::status_events(PayloadRun& run, const std::vector<sandbox::StatusEvent>& events) {
+  for (const auto& e : events) {
+    if (e.kind == sandbox::StatusEvent::Kind::child_pid) {
+      if (!sandbox::adopt_sandbox_init(run.spawned, static_cast<pid_t>(e.value)))
+        host_.event("payload: could not adopt the sandbox init, pid " + std::to_string(e.value));
+    } else {
+      run.exit_code = e.value;
+    }
+  }
+}
+
+void Wiring::read_report(const std::shared_ptr<PayloadRun>& run) {
+  run->report->async_read_some(asio::buffer(run->report_buf), [this, run](boost::system::error_code ec, std::size_t n) {
+    if (n > 0) {
+      long total = sandbox::parse_init_report(std::string_view(run->report_buf.data(), n));
+      if (total > run->reaped_inside) run->reaped_inside = total;
+    }
+    if (!ec) read_report(run);
+  });
+}
+
+std::int64_t Wiring::orphans_reaped_in_sandboxes() const {
+  return reaped_in_finished_ + (payload_ ? payload_->reaped_inside : 0);
+}
+
+void Wiring::signal_payload(int sig) {
+  if (!payload_) return;
+  if (!sandbox::signal_payload(payload_->spawned, sig) && sig != SIGKILL) {
+    // The init is not adopted yet (bwrap still setting up): a SIGTERM would be
+    // lost, so the stop goes straight to SIGKILL of the whole sandbox.
+    sandbox::signal_payload(payload_->spawned, SIGKILL);
+  }
+}
+
+void Wiring::payload_reaped(int wait_status) {
+  auto run = payload_;
+  if (!run) return;
+  drain(*run);
+  auto how = sandbox::classify_exit(wait_status, run->exit_code);
+  reaped_in_finished_ += run->reaped_inside;
+  payload_.reset();
+  if (how.setup_failed) {
+    host_.event("payload: the sandbox failed before the payload ran (bwrap's message is in the log)");
+    return host_.payload_exited(125, 0);
+  }
+  host_.payload_exited(how.code, how.signal);
+}
+
+// bwrap is gone: everything it and the payload wrote is buffered in the pipes.
+// Read it synchronously (non-blocking fds) so no line and no record is lost.
+void Wiring::drain(PayloadRun& run) {
+  std::array<char, 4096> buf{};
+  auto drain_one = [&buf](asio::posix::stream_descriptor& d, auto&& consume) {
+    for (;;) {
+      boost::system::error_code ec;
+      std::size_t n = d.read_some(asio::buffer(buf), ec);
+      if (n > 0) consume(std::string_view(buf.data(), n));
+      if (ec) break;
+    }
+    d.close();
+  };
+  try {
+    drain_one(*run.status, [&](std::string_view b) { status_events(run, run.parser.feed(b)); });
+    status_events(run, run.parser.finish());
+  } catch (const std::exception& e) {
+    host_.event(std::string("payload: bwrap status: ") + e.what());
+  }
+  drain_one(*run.out, [this](std::string_view b) { logger_->feed(logs::Stream::payload_stdout, b); });
+  logger_->end_of_stream(logs::Stream::payload_stdout);
+  drain_one(*run.err, [this](std::string_view b) { logger_->feed(logs::Stream::payload_stderr, b); });
+  logger_->end_of_stream(logs::Stream::payload_stderr);
+  if (run.report) {
+    drain_one(*run.report, [&run](std::string_view b) {
+      run.reaped_inside = std::max<std::int64_t>(run.reaped_inside, sandbox::parse_init_report(b));
+    });
+  }
+}
+
+}  // namespace pisec::daemon

@@ -1,4 +1,5 @@
 // [payload] -> bwrap argv: the one place that turns sandbox intent into flags.
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -33,12 +34,18 @@ std::vector<std::string> build_bwrap_argv(const config::Payload& p, const Sandbo
 
   // Read-only root: a payload rootfs, or read-only binds of host directories
   // (the config must bind everything the command needs, its own directory too).
-  if (!p.rootfs.empty()) {
-    add({"--ro-bind", p.rootfs, "/"});
-  } else {
-    for (const auto& dir : p.ro_binds) add({"--ro-bind", dir, dir});
-  }
+  // bwrap mounts in argv order and a later mount hides what lies under it, so
+  // the fresh /proc, /dev and /tmp come first and the binds go on top (a bind
+  // under /tmp stays visible), parents before children.
+  if (!p.rootfs.empty()) add({"--ro-bind", p.rootfs, "/"});
   add({"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"});
+  if (p.rootfs.empty()) {
+    std::vector<std::string> binds = p.ro_binds;
+    std::stable_sort(binds.begin(), binds.end(), [](const std::string& x, const std::string& y) {
+      return std::count(x.begin(), x.end(), '/') < std::count(y.begin(), y.end(), '/');
+    });
+    for (const auto& dir : binds) add({"--ro-bind", dir, dir});
+  }
   // Writable paths must exist on the host; with a rootfs the mount point must
   // also exist inside it (the root is read-only, bwrap cannot create it).
   for (const auto& dir : p.rw_paths) add({"--bind", dir, dir});

@@ -45,10 +45,10 @@ TEST_CASE("bwrap argv for read-only binds, line by line", "[sandbox]") {
                       {"--setenv", "LANG", "C.UTF-8"},
                       {"--setenv", "PATH", sandbox::default_path_env},
                       {"--hostname", "payload"},
+                      {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"},
                       {"--ro-bind", "/usr", "/usr"},
                       {"--ro-bind", "/lib", "/lib"},
                       {"--ro-bind", "/srv/app", "/srv/app"},
-                      {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"},
                       {"--ro-bind", "/usr/sbin/pisecd", "/dev/.pisec/init"},
                       {"--remount-ro", "/"},
                       {"--seccomp", "3", "--json-status-fd", "4", "--chdir", "/"},
@@ -243,4 +243,15 @@ TEST_CASE("the builtin init gets the orphan-report fd; reports are cumulative", 
   CHECK(sandbox::parse_init_report("reaped 1\nreaped 2\n") == 2);
   CHECK(sandbox::parse_init_report("reaped 7\nreap") == 7);  // a torn last line is ignored
   CHECK(sandbox::parse_init_report("garbage reaped x\n") == -1);
+}
+
+TEST_CASE("binds go on top of the fresh /tmp, parents before children", "[sandbox]") {
+  config::Payload p;
+  p.command = {"/tmp/boot/app"};
+  p.ro_binds = {"/tmp/boot/app-data", "/usr", "/tmp/boot"};
+  Args argv = build_bwrap_argv(p, test_env());
+  auto at = [&argv](const std::string& w) { return std::find(argv.begin(), argv.end(), w) - argv.begin(); };
+  CHECK(at("--tmpfs") < at("/tmp/boot"));
+  CHECK(at("/usr") < at("/tmp/boot"));
+  CHECK(at("/tmp/boot") < at("/tmp/boot/app-data"));
 }

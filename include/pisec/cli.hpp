@@ -2,6 +2,8 @@
 // Small helpers shared by the subcommands: argument scanning and the
 // signature every subcommand has. main.cpp only dispatches.
 #include <optional>
+
+#include "pisec/config.hpp"
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -20,6 +22,9 @@ struct UsageError : std::runtime_error {
 std::optional<std::string> take_option(Args& args, std::initializer_list<const char*> names);
 // Removes a bare flag and reports whether it was present.
 bool take_flag(Args& args, std::initializer_list<const char*> names);
+// Loads the configuration for a subcommand. On failure prints every error
+// ("file:line: key: reason") to stderr and returns nothing.
+std::optional<config::Config> load_config(const std::string& path);
 // After options are taken, rejects anything left that starts with '-'.
 void reject_unknown_options(const Args& args);
 

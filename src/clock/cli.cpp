@@ -15,13 +15,9 @@ int cmd_clock_check(const Args& in) {
   std::string path = take_option(args, {"-c", "--config"}).value_or(config::default_path);
   reject_unknown_options(args);
   if (!args.empty()) throw UsageError("unexpected argument " + args.front());
-  config::Config cfg;
-  try {
-    cfg = config::load_file(path);
-  } catch (const config::LoadError& e) {
-    for (const auto& err : e.errors()) std::cerr << err.to_string() << '\n';
-    return 1;
-  }
+  auto loaded = load_config(path);
+  if (!loaded) return 1;
+  const config::Config& cfg = *loaded;
   config::ClockGate gate_config = cfg.gates.clock;
   gate_config.set_clock = false;  // a check only: never step the clock, never write the state file
 

@@ -43,6 +43,15 @@ void reject_unknown_options(const Args& args) {
   }
 }
 
+std::optional<config::Config> load_config(const std::string& path) {
+  try {
+    return config::load_file(path);
+  } catch (const config::LoadError& e) {
+    for (const auto& err : e.errors()) std::cerr << err.to_string() << '\n';
+    return std::nullopt;
+  }
+}
+
 int cmd_version(const Args&) {
   std::cout << "pisecd " << build::version << " (" << build::git_revision << ")\n"
             << "clock floor: " << build::clock_floor_unix << " (unix seconds)\n"

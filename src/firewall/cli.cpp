@@ -34,13 +34,9 @@ int cmd_firewall(const Args& in) {
   if (action != "render" && action != "apply" && action != "verify")
     throw UsageError("unknown action \"" + action + "\"");
 
-  config::Config cfg;
-  try {
-    cfg = config::load_file(path);
-  } catch (const config::LoadError& e) {
-    for (const auto& err : e.errors()) std::cerr << err.to_string() << '\n';
-    return 1;
-  }
+  auto loaded = load_config(path);
+  if (!loaded) return 1;
+  const config::Config& cfg = *loaded;
   if (auto errors = firewall::validate(cfg.firewall); !errors.empty()) {
     for (const auto& err : errors) std::cerr << path << ": " << err << '\n';
     return 1;

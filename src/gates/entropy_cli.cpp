@@ -22,13 +22,9 @@ int cmd_entropy_check(const Args& in) {
   reject_unknown_options(args);
   if (!args.empty()) throw UsageError("unexpected argument " + args.front());
 
-  config::Config cfg;
-  try {
-    cfg = config::load_file(path);
-  } catch (const config::LoadError& e) {
-    for (const auto& err : e.errors()) std::cerr << err.to_string() << '\n';
-    return 1;
-  }
+  auto loaded = load_config(path);
+  if (!loaded) return 1;
+  const config::Config& cfg = *loaded;
   const auto& gate_cfg = cfg.gates.entropy;
   auto adapter = entropy::make_real_entropy_adapter();
   if (no_credit) adapter = entropy::make_no_credit_adapter(adapter);

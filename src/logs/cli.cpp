@@ -45,12 +45,9 @@ int cmd_redact(const Args& in) {
   if (!args.empty()) throw UsageError("unexpected argument " + args.front());
   config::Logs cfg;
   if (file) {
-    try {
-      cfg = config::load_file(*file).logs;
-    } catch (const config::LoadError& e) {
-      for (const auto& err : e.errors()) std::cerr << err.to_string() << '\n';
-      return 1;
-    }
+    auto loaded = load_config(*file);
+    if (!loaded) return 1;
+    cfg = loaded->logs;
   }
   std::vector<std::unique_ptr<logs::Sink>> sinks;
   sinks.push_back(std::make_unique<StdoutSink>());

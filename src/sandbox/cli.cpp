@@ -51,13 +51,9 @@ int cmd_sandbox_run(const Args& in) {
   reject_unknown_options(args);
   if (!args.empty()) throw UsageError("unexpected argument " + args.front());
 
-  config::Config cfg;
-  try {
-    cfg = config::load_file(path);
-  } catch (const config::LoadError& e) {
-    for (const auto& err : e.errors()) std::cerr << err.to_string() << '\n';
-    return 1;
-  }
+  auto loaded = load_config(path);
+  if (!loaded) return 1;
+  const config::Config& cfg = *loaded;
   if (auto problem = sandbox::check_user_namespaces(); !problem.empty()) {
     std::cerr << "pisecd sandbox-run: " << problem << '\n';
     return 1;

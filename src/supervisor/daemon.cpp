@@ -523,15 +523,7 @@ class Daemon : public Wiring::Host {
   int exit_code_ = 0;
 };
 
-int run(const std::string& config_path) {
-  config::Config cfg;
-  try {
-    cfg = config::load_file(config_path);
-  } catch (const config::LoadError& e) {
-    for (const auto& err : e.errors()) std::cerr << err.to_string() << '\n';
-    std::cerr << "pisecd: refusing to start with an invalid configuration\n";
-    return 1;
-  }
+int run(config::Config cfg) {
   Daemon d(std::move(cfg));
   return d.run();
 }

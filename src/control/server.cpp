@@ -3,10 +3,6 @@
 // or hostile client costs a slot, never the loop.
 #include <utility>
 
-// GCC 12 reports a "potential null pointer dereference" inside Asio's own
-// scheduler (scheduler.ipp, thread_info) once it is inlined here; it is in
-// Boost, not in this file, so it is switched off for this file only.
-#pragma GCC diagnostic ignored "-Wnull-dereference"
 
 #include <fcntl.h>
 #include <sys/socket.h>

@@ -10,13 +10,9 @@
 #include <fstream>
 #include <set>
 
-// GCC 12 false positive inside Asio 1.74's reactor; see src/clock/asio_includes.hpp.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wnull-dereference"
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/steady_timer.hpp>
-#pragma GCC diagnostic pop
 
 #include "pisec/clock.hpp"
 #include "pisec/version.hpp"

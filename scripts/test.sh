@@ -15,6 +15,9 @@ cmake --build --preset armv6 -j "$jobs"
 bin=build/armv6/pisecd
 printf 'armv6 binary: %s bytes (stripped, static; aim < 4194304)\n' "$(stat -c %s "$bin")"
 file -b "$bin"
+echo "== $bin --version under qemu-arm-static -cpu arm1176 (an ARMv7 instruction would trap) =="
+qemu-arm-static -cpu arm1176 "$bin" --version
+build/host/pisecd elfcheck "$bin"
 
 echo "== ARMv6 unit tests under qemu-arm-static -cpu arm1176 =="
 ctest --test-dir build/armv6 --output-on-failure -L unit

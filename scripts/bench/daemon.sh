@@ -51,7 +51,10 @@ config "[\"$FIX/http_payload\", \"--port\", \"18090\"]" ""
 ip netns exec "$NS" "$PISECD" run -c "$DIR/pisecd.toml" >/dev/null 2>&1 &
 daemon=$!
 for _ in $(seq 100); do "$PISECD" status -s "$DIR/control.sock" >/dev/null 2>&1 && break; sleep 0.1; done
-sleep 3  # let the readiness client's deadline timer expire first
+# Settle past the readiness client's 10 s write deadline: Asio does not re-arm
+# its timerfd when a timer is cancelled, so that expiry still wakes the loop
+# once. After that an idle loop waits at most Asio's cap of 5 minutes.
+sleep "${BENCH_SETTLE_SECONDS:-11}"
 before=$(ctxsw $daemon); sleep "$SECS"; after=$(ctxsw $daemon)
 pisecd_wakeups=$((after - before)); pisecd_rss=$(rss_kb $daemon)
 kill -TERM $daemon; wait $daemon 2>/dev/null || true

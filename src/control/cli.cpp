@@ -11,12 +11,15 @@ namespace {
 constexpr int exit_unreachable = 3;
 
 // -s SOCKET wins; else daemon.control_socket from -c FILE; else the default.
-std::string socket_path_from(Args& args) {
+// Nothing (errors printed) when -c names an invalid configuration.
+std::optional<std::string> socket_path_from(Args& args) {
   auto socket = take_option(args, {"-s", "--socket"});
   auto config_file = take_option(args, {"-c", "--config"});
   if (socket) return *socket;
-  if (config_file) return config::load_file(*config_file).daemon.control_socket;
-  return config::Daemon{}.control_socket;
+  if (!config_file) return config::Daemon{}.control_socket;
+  auto cfg = load_config(*config_file);
+  if (!cfg) return std::nullopt;
+  return cfg->daemon.control_socket;
 }
 
 void no_arguments_left(const Args& args) {
@@ -29,13 +32,9 @@ void no_arguments_left(const Args& args) {
 int cmd_status(const Args& in) {
   Args args = in;
   bool as_json = take_flag(args, {"--json"});
-  std::string path;
-  try {
-    path = socket_path_from(args);
-  } catch (const config::LoadError& e) {
-    for (const auto& err : e.errors()) std::cerr << err.to_string() << '\n';
-    return exit_unreachable;
-  }
+  auto socket = socket_path_from(args);
+  if (!socket) return exit_unreachable;
+  const std::string& path = *socket;
   no_arguments_left(args);
   try {
     control::StatusReply reply = control::request_status(path);
@@ -58,13 +57,9 @@ int cmd_logs(const Args& in) {
       throw UsageError("-n needs a number of lines, got \"" + *n + "\"");
     request.n = std::stoul(*n);
   }
-  std::string path;
-  try {
-    path = socket_path_from(args);
-  } catch (const config::LoadError& e) {
-    for (const auto& err : e.errors()) std::cerr << err.to_string() << '\n';
-    return exit_unreachable;
-  }
+  auto socket = socket_path_from(args);
+  if (!socket) return exit_unreachable;
+  const std::string& path = *socket;
   no_arguments_left(args);
   try {
     control::request_logs(path, request, [&](const logs::Entry& e) {

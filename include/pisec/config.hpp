@@ -94,6 +94,8 @@ struct Payload {
   std::vector<std::string> seccomp_deny;  // extra syscall names to deny
   std::string hostname = "payload";
   std::string cwd = "/";
+
+  bool operator==(const Payload&) const = default;  // a reload restarts the payload on any change
 };
 
 enum class RestartPolicy { always, on_failure, never };

@@ -51,14 +51,6 @@ const config::GateCommon& gate_config(const config::Config& c, std::size_t i) {
   }
 }
 
-bool same_payload(const config::Payload& a, const config::Payload& b) {
-  return a.command == b.command && a.rootfs == b.rootfs && a.ro_binds == b.ro_binds &&
-         a.rw_paths == b.rw_paths && a.uid == b.uid && a.gid == b.gid && a.env == b.env &&
-         a.init == b.init && a.max_processes == b.max_processes &&
-         a.max_open_files == b.max_open_files &&
-         a.max_address_space_mb == b.max_address_space_mb && a.seccomp_deny == b.seccomp_deny &&
-         a.hostname == b.hostname && a.cwd == b.cwd;
-}
 
 }  // namespace
 
@@ -447,7 +439,7 @@ class Daemon : public Wiring::Host {
       event("reload rejected, keeping the running configuration: " + std::string(e.what()));
       return;
     }
-    const bool payload_changed = !same_payload(cfg_.payload, next.payload);
+    const bool payload_changed = cfg_.payload != next.payload;
     const bool firewall_changed = render_differs(cfg_, next);
     cfg_.watchdog = next.watchdog;
     cfg_.logs = next.logs;

@@ -256,6 +256,7 @@ class Daemon : public Wiring::Host {
 
   void after_exit(int code, int signal) {
     probe_timer_.cancel();
+    stop_timer_.cancel();  // its SIGKILL was meant for the run that just ended
     snapshot_.payload.last_exit = {code, signal, now_ms()};
     if (stopping_) {
       snapshot_.payload.state = "stopped";
@@ -306,8 +307,10 @@ class Daemon : public Wiring::Host {
     on_stopped_ = std::move(then);
     wiring_.signal_payload(SIGTERM);
     stop_timer_.expires_after(std::chrono::milliseconds(cfg_.payload.stop_grace_ms));
-    stop_timer_.async_wait([this](boost::system::error_code ec) {
-      if (ec || pid_ == 0) return;
+    // Bound to this run: after a forced restart pid_ is the next run's, which
+    // must not get the SIGKILL (cancel() cannot recall an already-queued handler).
+    stop_timer_.async_wait([this, run = pid_](boost::system::error_code ec) {
+      if (ec || pid_ == 0 || pid_ != run) return;
       event("payload: still running after " + std::to_string(cfg_.payload.stop_grace_ms) +
             " ms, sending SIGKILL");
       wiring_.signal_payload(SIGKILL);

@@ -119,6 +119,7 @@ struct Wiring::PayloadRun {
   sandbox::StatusFdParser parser;
   std::optional<long> exit_code;
   std::int64_t reaped_inside = 0;
+  std::string report_partial;  // an unfinished "reaped N" line: a read can end mid-number
   std::array<char, 4096> out_buf{}, err_buf{}, status_buf{}, report_buf{};
 };
 
@@ -181,12 +182,23 @@ void Wiring::status_events(PayloadRun& run, const std::vector<sandbox::StatusEve
 
 void Wiring::read_report(const std::shared_ptr<PayloadRun>& run) {
   run->report->async_read_some(asio::buffer(run->report_buf), [this, run](boost::system::error_code ec, std::size_t n) {
-    if (n > 0) {
-      long total = sandbox::parse_init_report(std::string_view(run->report_buf.data(), n));
-      if (total > run->reaped_inside) run->reaped_inside = total;
-    }
+    if (n > 0) feed_report(*run, std::string_view(run->report_buf.data(), n));
     if (!ec) read_report(run);
   });
+}
+
+// Only whole lines count: "reaped 2000" read as "reaped 20" + "00" would
+// otherwise leave the total at the previous line's value.
+void Wiring::feed_report(PayloadRun& run, std::string_view bytes) {
+  run.report_partial.append(bytes);
+  auto end = run.report_partial.rfind('\n');
+  if (end == std::string::npos) {
+    if (run.report_partial.size() > 64) run.report_partial.clear();  // not a report line
+    return;
+  }
+  long total = sandbox::parse_init_report(std::string_view(run.report_partial).substr(0, end + 1));
+  if (total > run.reaped_inside) run.reaped_inside = total;
+  run.report_partial.erase(0, end + 1);
 }
 
 std::int64_t Wiring::orphans_reaped_in_sandboxes() const {
@@ -240,9 +252,7 @@ void Wiring::drain(PayloadRun& run) {
   drain_one(*run.err, [this](std::string_view b) { logger_->feed(logs::Stream::payload_stderr, b); });
   logger_->end_of_stream(logs::Stream::payload_stderr);
   if (run.report) {
-    drain_one(*run.report, [&run](std::string_view b) {
-      run.reaped_inside = std::max<std::int64_t>(run.reaped_inside, sandbox::parse_init_report(b));
-    });
+    drain_one(*run.report, [&run](std::string_view b) { feed_report(run, b); });
   }
 }
 

@@ -78,6 +78,7 @@ class Wiring {
   void read_output(const std::shared_ptr<PayloadRun>& run, Output which);
   void read_status(const std::shared_ptr<PayloadRun>& run);
   void read_report(const std::shared_ptr<PayloadRun>& run);
+  static void feed_report(PayloadRun& run, std::string_view bytes);
   void status_events(PayloadRun& run, const std::vector<sandbox::StatusEvent>& events);
   void drain(PayloadRun& run);
 

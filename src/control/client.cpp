@@ -55,6 +55,13 @@ class Connection {
     while (off < out.size()) {
       ssize_t n = ::send(fd_, out.data() + off, out.size() - off, MSG_NOSIGNAL);
       if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+        // The daemon may have refused us (peer credentials, too many clients)
+        // and closed before our request arrived: its reason is waiting in our
+        // receive buffer, so read it before reporting the failed send.
+        send_errno_ = errno;
+        return;
+      }
       if (n <= 0) throw ClientError("cannot send request to daemon at " + path_ + ": " + std::strerror(errno));
       off += static_cast<std::size_t>(n);
     }
@@ -86,8 +93,10 @@ class Connection {
       char chunk[16384];
       ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) throw ClientError("cannot read from daemon at " + path_ + ": " + std::strerror(errno));
-      if (n == 0) {
+      if (n < 0 && send_errno_ == 0) throw ClientError("cannot read from daemon at " + path_ + ": " + std::strerror(errno));
+      if (n <= 0) {
+        if (send_errno_ != 0)
+          throw ClientError("cannot send request to daemon at " + path_ + ": " + std::strerror(send_errno_));
         if (!buf_.empty()) throw ClientError("malformed answer from daemon at " + path_ + ": truncated line");
         return false;
       }
@@ -102,6 +111,7 @@ class Connection {
   std::chrono::milliseconds timeout_;
   int fd_ = -1;
   std::string buf_;
+  int send_errno_ = 0;  // EPIPE/ECONNRESET while sending: read the daemon's reason first
 };
 
 // Parses an answer line; a {"ok":false,...} answer becomes a ClientError.

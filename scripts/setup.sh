@@ -14,7 +14,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 HOST_PACKAGES=(
   build-essential cmake ninja-build pkg-config git file
   g++-arm-linux-gnueabi binutils-arm-linux-gnueabi   # ARMv6 cross build (armel ABI)
-  gcc-arm-linux-gnueabihf                            # only for the ARMv7 elfcheck fixture
+  gcc-arm-linux-gnueabihf libc6-dev-armhf-cross      # only for the ARMv7 elfcheck fixture
+                                                     # (without recommends the compiler has no libc headers)
   qemu-user-static                                   # runs ARM binaries as an ARM1176
   golang-go                                          # Go GOARM fixtures for elfcheck
   bubblewrap nftables iproute2 procps psmisc curl    # the real components the tests start
@@ -38,6 +39,24 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# Every cross compiler the tests use must build a hello world: a missing
+# piece (headers, libc) fails here with its name, not deep inside a test.
+check_compiler() {
+  local cc=$1 flags=$2 hint=$3 probe
+  probe=$(mktemp -d)
+  printf '#include <stdio.h>\nint main(void) { puts("ok"); return 0; }\n' >"$probe/t.c"
+  # shellcheck disable=SC2086  # flags is a word list on purpose
+  if ! "$cc" $flags -o "$probe/t" "$probe/t.c" 2>"$probe/err"; then
+    log "$cc cannot build a C program with <stdio.h> ($hint):"
+    sed 's/^/setup:   /' "$probe/err" >&2
+    rm -rf "$probe"
+    exit 1
+  fi
+  rm -rf "$probe"
+}
+check_compiler arm-linux-gnueabihf-gcc "-march=armv7-a -mfpu=vfpv3-d16" "needs libc6-dev-armhf-cross"
+check_compiler arm-linux-gnueabi-gcc "-march=armv6 -static" "needs libc6-dev-armel-cross"
 
 stamp_content="$STAMP_VERSION ${ARMEL_PACKAGES[*]} ${TRIXIE_ARMEL_PACKAGES[*]}"
 if [ -f "$SYSROOT/.stamp" ] && [ "$(cat "$SYSROOT/.stamp")" = "$stamp_content" ]; then

@@ -45,7 +45,7 @@ if command -v arm-linux-gnueabihf-gcc >/dev/null; then
   expect 1 'armv7-hf: does not run on ARMv6: Tag_CPU_arch v7 \(ARMv7\) is above ARMv6KZ.*Thumb-2.*VFPv3-D16.*hard-float' \
     "$work/armv7-hf"
 else
-  echo "SKIP: arm-linux-gnueabihf-gcc not installed (ARMv7 fixture)"
+  fail "arm-linux-gnueabihf-gcc not installed (scripts/setup.sh installs it): the ARMv7 fixture is required"
 fi
 
 if command -v arm-linux-gnueabi-gcc >/dev/null; then
@@ -56,7 +56,7 @@ if command -v arm-linux-gnueabi-gcc >/dev/null; then
   head -c 200 "$work/armv6-el" >"$work/truncated"
   expect 1 'truncated: not a valid ELF file: .*beyond the end' "$work/truncated"
 else
-  echo "SKIP: arm-linux-gnueabi-gcc not installed (ARMv6 fixture)"
+  fail "arm-linux-gnueabi-gcc not installed (scripts/setup.sh installs it): the ARMv6 fixture is required"
 fi
 
 # --- Go programs (no .ARM.attributes; judged by GOARM) ------------------------
@@ -69,7 +69,7 @@ if command -v go >/dev/null; then
   expect 0 'go-goarm6: runs on ARMv6 \(Go go[0-9.]+, GOARM=6\)' "$work/go-goarm6"
   expect 1 'go-goarm7: does not run on ARMv6: Go build setting GOARM=7' "$work/go-goarm7"
 else
-  echo "SKIP: go not installed (Go fixtures)"
+  fail "go not installed (scripts/setup.sh installs golang-go): the Go fixtures are required"
 fi
 
 # --- other machines and the host target -------------------------------------

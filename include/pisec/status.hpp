@@ -32,6 +32,13 @@ struct Payload {
   LastExit last_exit;
 };
 
+// The last SIGHUP: a reload applies as a whole or not at all.
+struct Reload {
+  std::string result = "none";  // none|applied|rejected
+  std::string detail;           // why it was rejected, or what it changed
+  std::int64_t at_ms = 0;       // daemon uptime when it was decided
+};
+
 struct Snapshot {
   std::string version;
   std::string state = "lockdown";  // lockdown|gating|running|degraded|quarantined|stopping
@@ -40,6 +47,7 @@ struct Snapshot {
   Firewall firewall;
   Payload payload;
   std::int64_t reaped_orphans = 0;
+  Reload reload;
 };
 
 // Pinned JSON (nlohmann) both ways: the daemon writes it, the client reads it.

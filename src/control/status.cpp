@@ -29,6 +29,7 @@ std::string to_json(const Snapshot& s) {
           {"signal", s.payload.last_exit.signal},
           {"at_ms", s.payload.last_exit.at_ms}}}}},
       {"reaped_orphans", s.reaped_orphans},
+      {"reload", {{"result", s.reload.result}, {"detail", s.reload.detail}, {"at_ms", s.reload.at_ms}}},
   };
   return j.dump();
 }
@@ -54,6 +55,11 @@ Snapshot from_json(const std::string& text) {
     s.payload.last_exit = {e.at("code").get<int>(), e.at("signal").get<int>(),
                            e.at("at_ms").get<std::int64_t>()};
     s.reaped_orphans = j.at("reaped_orphans").get<std::int64_t>();
+    if (j.contains("reload")) {  // not pinned: older daemons do not send it
+      const auto& r = j.at("reload");
+      s.reload = {r.at("result").get<std::string>(), r.at("detail").get<std::string>(),
+                  r.at("at_ms").get<std::int64_t>()};
+    }
     return s;
   } catch (const json::exception& e) {
     throw std::runtime_error(std::string("malformed status JSON: ") + e.what());
@@ -85,6 +91,11 @@ std::string to_text(const Snapshot& s) {
     else out << "code " << s.payload.last_exit.code;
   }
   out << "\n  reaped orphans: " << s.reaped_orphans << '\n';
+  if (s.reload.result != "none") {
+    out << "  last reload: " << s.reload.result;
+    if (!s.reload.detail.empty()) out << " — " << s.reload.detail;
+    out << '\n';
+  }
   return out.str();
 }
 

@@ -54,6 +54,49 @@ check "delays never shrink and the last is larger than the first" \
   bash -c "set -- $delays; prev=0; for d; do [ \$d -ge \$prev ] || exit 1; prev=\$d; done; [ \$4 -gt \$1 ]"
 check "quarantine is logged with the burst" grep -q '5 exits within 60 s (burst 5): quarantined' "$T_DIR/logs.txt"
 
+# What state means (PRODUCT.md): a restarted payload is degraded until it has
+# stayed up healthy_after_s, so a monitor polling every 50 ms never sees exit 0
+# between crashes; once the payload has been up that long, it does.
+kill -TERM "$T_DAEMON_PID"; wait "$T_DAEMON_PID" 2>/dev/null || true
+mkdir -p "$T_DIR/flaky" && chown 41001:41001 "$T_DIR/flaky"
+write_config "[payload]
+command = [\"$FIXTURES/flaky\", \"$T_DIR/flaky/runs\", \"4\", \"300\"]
+ro_binds = $BINDS
+rw_paths = [\"$T_DIR/flaky\"]
+uid = 41001
+gid = 41001" "[firewall]
+enabled = false
+[watchdog]
+backoff_initial_ms = 100
+backoff_max_ms = 200
+burst = 20
+healthy_after_s = 2"
+start_daemon
+polls=$T_DIR/polls
+: > "$polls"
+wait_for 10 '.payload.restarts >= 1' || fail "flaky payload never restarted"
+end=$((SECONDS + 12))
+while [ $SECONDS -le $end ]; do
+  rc=0; json=$("$PISECD" status --json -s "$T_SOCK" 2>/dev/null) || rc=$?
+  echo "$rc $(echo "$json" | jq -c '[.state, .payload.state, .payload.restarts]') $(date +%s%3N)" >> "$polls"
+  [ "$rc" = 0 ] && break
+  sleep 0.05
+done
+echo "flaky payload, status polled every 50 ms from the first restart on: $(wc -l < "$polls") polls"
+cut -d' ' -f1,2 "$polls" | sort | uniq -c | sed 's/^/  /'
+first_zero=$(grep -n '^0 ' "$polls" | head -1 | cut -d: -f1)
+check "exit 0 appears once the payload stays up" test -n "$first_zero"
+check "no exit 0 before the fourth restart, while it crash-loops" \
+  bash -c "! head -n $((${first_zero:-1} - 1)) '$polls' | grep -q '^0 '"
+check "exit 0 first seen with 4 restarts" grep -q '^0 \["running","running",4\]' "$polls"
+check "a restarted payload shows degraded while running, before healthy_after_s" \
+  grep -q '^1 \["degraded","running",' "$polls"
+t_up=$(grep '^1 \["degraded","running",4\]' "$polls" | head -1 | cut -d' ' -f3)
+t_ok=$(grep '^0 ' "$polls" | head -1 | cut -d' ' -f3)
+echo "last run: degraded from ${t_up:-?} to exit 0 at ${t_ok:-?} (ms)"
+check "the last run stayed degraded ~healthy_after_s (>= 1.5 s) before exit 0" \
+  test "$(( ${t_ok:-0} - ${t_up:-0} ))" -ge 1500
+
 # Exit 0 while running: a healthy payload in a second daemon.
 kill -TERM "$T_DAEMON_PID"; wait "$T_DAEMON_PID" 2>/dev/null || true
 write_config "[payload]

@@ -1,0 +1,497 @@
+// The daemon's event loop: one Boost.Asio loop that turns signals, timers,
+// child exits and gate completions into events for the state machine
+// (pisec/boot.hpp) and carries out the effects it answers with, through the
+// ports in wiring.hpp. No decision about what happens next is taken here.
+//
+// With no probe and no hardware watchdog configured the loop makes no
+// wakeups at all while the payload runs.
+#include <utility>  // before Boost.Asio with GCC 12 and C++20
+
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <deque>
+#include <iostream>
+#include <memory>
+#include <random>
+
+#include "pisec/boot.hpp"
+#include "pisec/config.hpp"
+#include "pisec/daemon.hpp"
+#include "pisec/gates.hpp"
+#include "pisec/hw_watchdog.hpp"
+#include "pisec/privileges.hpp"
+#include "pisec/status.hpp"
+#include "pisec/supervisor.hpp"
+#include "pisec/version.hpp"
+#include "wiring.hpp"
+
+namespace pisec::daemon {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using Clock = std::chrono::steady_clock;
+using boot::Effect;
+using boot::Event;
+
+namespace {
+
+const config::GateCommon& gate_config(const config::Config& c, std::size_t i) {
+  const config::GateCommon* common[boot::gate_count] = {&c.gates.entropy, &c.gates.clock,
+                                                        &c.gates.integrity, &c.gates.arch};
+  return *common[i];
+}
+
+Event make(Event::Kind kind, bool ok = false, std::string detail = {}) {
+  Event e;
+  e.kind = kind;
+  e.ok = ok;
+  e.detail = std::move(detail);
+  return e;
+}
+
+}  // namespace
+
+class Daemon : public Wiring::Host {
+ public:
+  explicit Daemon(config::Config cfg)
+      : cfg_(std::move(cfg)),
+        state_(boot::plan_from(cfg_)),
+        signals_(io_, SIGTERM, SIGINT, SIGHUP),
+        restart_timer_(io_),
+        grace_timer_(io_),
+        gate_timer_(io_),
+        probe_timer_(io_),
+        healthy_timer_(io_),
+        hw_timer_(io_),
+        probe_tracker_(cfg_.watchdog.probe_failures),
+        wiring_(io_, *this, cfg_),
+        rng_(std::random_device{}()) {
+    signals_.add(SIGCHLD);  // the constructor takes at most three
+    for (auto* name : boot::gate_names) snapshot_.gates.push_back({name, "pending", "", 0});
+    snapshot_.version = std::string(build::version) + " (" + build::git_revision + ")";
+  }
+
+  int run() {
+    started_ = Clock::now();
+    // Orphans of the payload are re-parented to us, not to init: reap and count them.
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
+      event("warning: PR_SET_CHILD_SUBREAPER failed; orphans go to init");
+    wait_for_signal();
+    try {
+      wiring_.start_control(cfg_);
+    } catch (const std::exception& e) {
+      std::cerr << "pisecd: control socket: " << e.what() << '\n';
+      return 1;
+    }
+    start_hardware_watchdog();
+    asio::post(io_, [this] { post(make(Event::Kind::start)); });
+    io_.run();
+    return 0;
+  }
+
+  // --- Wiring::Host: what the control socket and the modules see ---------
+  status::Snapshot snapshot() const override {
+    status::Snapshot s = snapshot_;
+    s.uptime_ms = ms_since(started_);
+    s.payload.pid = pid_;
+    s.reaped_orphans += wiring_.orphans_reaped_in_sandboxes();
+    return s;
+  }
+
+  void event(const std::string& line) override { wiring_.daemon_log(line); }
+
+  void payload_exited(int code, int signal) override {
+    pid_ = 0;
+    snapshot_.payload.last_exit = {code, signal, now_ms()};
+    post(timed(make(Event::Kind::payload_exited), code, signal));
+  }
+
+ private:
+  static std::int64_t ms_since(Clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
+  }
+  std::int64_t now_ms() const { return ms_since(started_); }
+  double jitter() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
+
+  // What the restart policy needs to know about "now" and the current run.
+  Event timed(Event e, int code = 0, int signal = 0) {
+    e.code = code;
+    e.signal = signal;
+    e.now_ms = now_ms();
+    e.uptime_ms = ms_since(payload_started_);
+    e.jitter = jitter();
+    return e;
+  }
+
+  // --- the machine -------------------------------------------------------
+  // Effects may produce events at once (the firewall answers synchronously);
+  // they queue behind the current one, so every transition sees a settled state.
+  void post(Event e) {
+    queue_.push_back(std::move(e));
+    if (dispatching_) return;
+    dispatching_ = true;
+    while (!queue_.empty()) {
+      Event next = std::move(queue_.front());
+      queue_.pop_front();
+      auto t = boot::transition(std::move(state_), next);
+      state_ = std::move(t.next);
+      for (const auto& fx : t.effects) carry_out(fx);
+      publish();
+    }
+    dispatching_ = false;
+  }
+
+  void publish() {
+    snapshot_.state = boot::state_name(state_);
+    snapshot_.payload.state = boot::payload_name(state_);
+    snapshot_.payload.restarts = state_.restarts;
+  }
+
+  void carry_out(const Effect& fx) {
+    using K = Effect::Kind;
+    switch (fx.kind) {
+      case K::log: return event(fx.text);
+      case K::apply_lockdown: return apply_lockdown();
+      case K::run_gate: return run_gate(fx.index);
+      case K::skip_gate: return skip_gate(fx.index);
+      case K::gate_continued: return wiring_.gate_failed_continue(cfg_, fx.index);
+      case K::cancel_gate: return cancel_gate();
+      case K::apply_service: return apply_service(cfg_, Event::Kind::service_applied);
+      case K::drop_privileges: return drop_privileges();
+      case K::spawn_payload: return spawn_payload();
+      case K::terminate_payload: return terminate_payload();
+      case K::kill_payload: return wiring_.signal_payload(SIGKILL);
+      case K::arm_restart: return arm(restart_timer_, restart_token_, fx.delay_ms, Event::Kind::restart_due);
+      case K::cancel_restart: return disarm(restart_timer_, restart_token_);
+      case K::arm_healthy: return arm(healthy_timer_, healthy_token_, fx.delay_ms, Event::Kind::healthy_due);
+      case K::cancel_healthy: return disarm(healthy_timer_, healthy_token_);
+      case K::start_probe:
+        probe_tracker_ = supervisor::ProbeTracker(cfg_.watchdog.probe_failures);
+        return schedule_probe();
+      case K::stop_probe: return disarm(probe_timer_, probe_token_);
+      case K::apply_new_ruleset: return apply_service(pending_, Event::Kind::reload_ruleset);
+      case K::commit_reload: return commit_reload();
+      case K::reload_rejected: return reload_rejected(fx.text);
+      case K::finish: return finish();
+    }
+  }
+
+  // A timer whose expiry is an event. The token makes a cancelled timer's
+  // already-queued handler harmless.
+  void arm(asio::steady_timer& t, std::uint64_t& token, std::int64_t delay_ms, Event::Kind kind) {
+    const auto mine = ++token;
+    t.expires_after(std::chrono::milliseconds(delay_ms));
+    t.async_wait([this, &token, mine, kind](boost::system::error_code ec) {
+      if (!ec && token == mine) post(timed(make(kind)));
+    });
+  }
+  static void disarm(asio::steady_timer& t, std::uint64_t& token) {
+    ++token;
+    t.cancel();
+  }
+
+  // --- firewall ------------------------------------------------------------
+  void apply_lockdown() {
+    auto r = wiring_.apply_firewall(cfg_, Wiring::Mode::lockdown);
+    record_firewall(r, "lockdown");
+    post(make(Event::Kind::lockdown_applied, r.ok, r.error));
+  }
+
+  void apply_service(const config::Config& cfg, Event::Kind answer) {
+    auto r = wiring_.apply_firewall(cfg, Wiring::Mode::service);
+    if (r.ok && r.verified) {
+      record_firewall(r, "service");
+      return post(make(answer, true));
+    }
+    const std::string why = std::string(r.ok ? "did not verify" : "failed") + ": " + r.error;
+    event("firewall: service ruleset " + why);
+    if (r.ok) snapshot_.firewall = {"service", false, r.digest};
+    Event e = make(answer, false, why);
+    e.firewall_changed = r.ok;  // committed, but not what we built
+    post(std::move(e));
+  }
+
+  void record_firewall(const Wiring::FirewallResult& r, const char* mode) {
+    if (r.ok) {
+      snapshot_.firewall = {mode, r.verified, r.digest};
+      event(std::string("firewall: ") + mode + " ruleset applied" + (r.verified ? " and verified" : "") +
+            (r.digest.empty() ? "" : " (" + r.digest + ")"));
+    } else {
+      event(std::string("firewall: ") + mode + " ruleset failed: " + r.error);
+    }
+  }
+
+  // --- gates ---------------------------------------------------------------
+  void run_gate(std::size_t i) {
+    auto& st = snapshot_.gates[i];
+    gate_ = wiring_.make_gate(cfg_, i);
+    st.status = "running";
+    gate_started_ = Clock::now();
+    const std::uint64_t token = ++gate_token_;
+    const int timeout_s = gate_config(cfg_, i).timeout_s;
+    gate_timer_.expires_after(std::chrono::seconds(timeout_s));
+    gate_timer_.async_wait([this, token, i, timeout_s](boost::system::error_code ec) {
+      if (ec || token != gate_token_) return;
+      if (gate_) gate_->cancel();
+      gate_finished(i, {false, "timed out after " + std::to_string(timeout_s) + " s"});
+    });
+    gate_->start(io_, [this, token, i](gates::Outcome o) {
+      if (token != gate_token_) return;  // timed out or cancelled
+      gate_finished(i, std::move(o));
+    });
+  }
+
+  void gate_finished(std::size_t i, gates::Outcome o) {
+    ++gate_token_;  // invalidates the other completion path
+    gate_timer_.cancel();
+    // Keep the gate object alive until this handler returns: it may be the caller.
+    asio::post(io_, [g = std::shared_ptr<gates::Gate>(std::move(gate_))] {});
+    auto& st = snapshot_.gates[i];
+    st.duration_ms = ms_since(gate_started_);
+    st.status = o.passed ? "passed" : "failed";
+    st.detail = o.detail;
+    const bool quarantines = gate_config(cfg_, i).on_failure == config::OnFailure::quarantine;
+    console_gate(st, o.passed ? "ok" : (quarantines ? "!!" : "warn"));
+    Event e = make(Event::Kind::gate_done, o.passed, o.detail);
+    e.index = i;
+    post(std::move(e));
+  }
+
+  void skip_gate(std::size_t i) {
+    auto& st = snapshot_.gates[i];
+    st.status = "skipped";
+    st.detail = "disabled in config";
+    console_gate(st, "skip");
+  }
+
+  void cancel_gate() {
+    ++gate_token_;
+    gate_timer_.cancel();
+    if (gate_) gate_->cancel();
+  }
+
+  void console_gate(const status::Gate& g, const char* mark) {
+    // OpenRC style: one line per gate, result at the end.
+    std::cout << " * gate " << g.name << ": " << g.status;
+    if (!g.detail.empty()) std::cout << " (" << g.detail << ")";
+    std::cout << " [ " << mark << " ]" << std::endl;
+    event("gate " + g.name + ": " + g.status + (g.detail.empty() ? "" : ": " + g.detail));
+  }
+
+  void drop_privileges() {
+    try {
+      event(supervisor::drop_privileges());
+      post(make(Event::Kind::privileges_dropped, true));
+    } catch (const std::exception& e) {
+      post(make(Event::Kind::privileges_dropped, false, e.what()));
+    }
+  }
+
+  // --- payload -------------------------------------------------------------
+  void spawn_payload() {
+    payload_started_ = Clock::now();
+    try {
+      pid_ = wiring_.spawn_payload(cfg_);
+    } catch (const std::exception& e) {
+      pid_ = 0;
+      snapshot_.payload.last_exit = {127, 0, now_ms()};
+      return post(timed(make(Event::Kind::payload_spawned, false, e.what())));
+    }
+    event("payload: started, pid " + std::to_string(pid_));
+    post(make(Event::Kind::payload_spawned, true));
+  }
+
+  // SIGTERM inside the sandbox, SIGKILL when the grace period is over.
+  void terminate_payload() {
+    if (pid_ == 0) return;
+    wiring_.signal_payload(SIGTERM);
+    grace_timer_.expires_after(std::chrono::milliseconds(cfg_.payload.stop_grace_ms));
+    // Bound to this run: the next run must never get this run's SIGKILL.
+    grace_timer_.async_wait([this, run = pid_](boost::system::error_code ec) {
+      if (ec || pid_ == 0 || pid_ != run) return;
+      post(make(Event::Kind::grace_expired));
+    });
+  }
+
+  // --- liveness probe ------------------------------------------------------
+  void schedule_probe() {
+    auto target = supervisor::parse_probe(cfg_.watchdog.probe);
+    if (target.kind == supervisor::ProbeTarget::Kind::none) return;
+    const auto token = ++probe_token_;
+    probe_timer_.expires_after(std::chrono::milliseconds(cfg_.watchdog.probe_interval_ms));
+    probe_timer_.async_wait([this, target, token](boost::system::error_code ec) {
+      if (ec || token != probe_token_ || pid_ == 0) return;
+      run_probe(target, token);
+    });
+  }
+
+  void run_probe(const supervisor::ProbeTarget& target, std::uint64_t token) {
+    auto stream = std::make_shared<beast::tcp_stream>(io_);
+    stream->expires_after(std::chrono::milliseconds(cfg_.watchdog.probe_timeout_ms));
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(target.host == "localhost" ? "127.0.0.1" : target.host, ec);
+    if (ec) return probe_done(token, false, "probe host must be an IP address: " + target.host);
+    asio::ip::tcp::endpoint ep(addr, target.port);
+    stream->async_connect(ep, [this, stream, target, token](boost::system::error_code cec) {
+      if (cec) return probe_done(token, false, "connect: " + cec.message());
+      if (target.kind == supervisor::ProbeTarget::Kind::tcp) return probe_done(token, true, "");
+      auto req = std::make_shared<beast::http::request<beast::http::empty_body>>(
+          beast::http::verb::get, target.path, 11);
+      req->set(beast::http::field::host, target.host);
+      req->set(beast::http::field::user_agent, "pisecd-probe");
+      beast::http::async_write(*stream, *req, [this, stream, req, token](boost::system::error_code wec, std::size_t) {
+        if (wec) return probe_done(token, false, "write: " + wec.message());
+        auto buf = std::make_shared<beast::flat_buffer>();
+        auto res = std::make_shared<beast::http::response<beast::http::string_body>>();
+        beast::http::async_read(*stream, *buf, *res,
+                                [this, stream, buf, res, token](boost::system::error_code rec, std::size_t) {
+                                  if (rec) return probe_done(token, false, "read: " + rec.message());
+                                  int status = res->result_int();
+                                  probe_done(token, status >= 200 && status < 400,
+                                             "HTTP " + std::to_string(status));
+                                });
+      });
+    });
+  }
+
+  void probe_done(std::uint64_t token, bool ok, const std::string& why) {
+    if (token != probe_token_ || pid_ == 0) return;
+    if (probe_tracker_.on_result(ok)) {
+      const int failures = probe_tracker_.consecutive_failures();
+      return post(timed(make(Event::Kind::probe_hung, false,
+                             "liveness probe failed " + std::to_string(failures) + " times (" + why + ")")));
+    }
+    if (!ok) event("payload: probe failed (" + why + ")");
+    post(make(Event::Kind::probe_result, ok));
+    schedule_probe();
+  }
+
+  // --- hardware watchdog ---------------------------------------------------
+  void start_hardware_watchdog() {
+    if (cfg_.watchdog.hardware_device.empty()) return;
+    try {
+      int t = hw_.open(cfg_.watchdog.hardware_device, cfg_.watchdog.hardware_timeout_s);
+      hw_interval_ms_ = std::max(500, t * 1000 / 2);  // pet at half the timeout
+      event("hardware watchdog " + cfg_.watchdog.hardware_device + ": timeout " + std::to_string(t) + " s");
+      pet_hardware_watchdog();
+    } catch (const std::exception& e) {
+      event(std::string("hardware watchdog not available: ") + e.what());
+    }
+  }
+
+  void pet_hardware_watchdog() {
+    // Petting from a loop timer means: if the loop stalls, the board reboots.
+    hw_.pet();
+    hw_timer_.expires_after(std::chrono::milliseconds(hw_interval_ms_));
+    hw_timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) pet_hardware_watchdog();
+    });
+  }
+
+  // --- signals -------------------------------------------------------------
+  void wait_for_signal() {
+    signals_.async_wait([this](boost::system::error_code ec, int sig) {
+      if (ec) return;
+      switch (sig) {
+        case SIGCHLD: reap(); break;
+        case SIGHUP: reload(); break;
+        default: post(make(Event::Kind::stop, false, sig == SIGINT ? "SIGINT" : "SIGTERM")); break;
+      }
+      if (!finished_) wait_for_signal();
+    });
+  }
+
+  // Every child that changed state: the payload's bwrap, or an orphan
+  // re-parented to us as subreaper.
+  void reap() {
+    for (;;) {
+      int st = 0;
+      pid_t p = ::waitpid(-1, &st, WNOHANG);
+      if (p <= 0) break;
+      if (p == pid_) {
+        wiring_.payload_reaped(st);  // wiring reports the payload's own exit status
+      } else {
+        ++snapshot_.reaped_orphans;
+      }
+    }
+  }
+
+  // --- reload: validated here, decided by the machine, all or nothing --------
+  void reload() {
+    event("SIGHUP: reloading " + cfg_.source_path);
+    config::Config next;
+    try {
+      next = config::load_file(cfg_.source_path);
+    } catch (const std::exception& e) {
+      return reload_rejected(e.what());
+    }
+    // [daemon] and [logs] own the control socket and the log ring, which live
+    // as long as the process: they change at the next start only.
+    next.daemon = cfg_.daemon;
+    next.logs = cfg_.logs;
+    pending_ = std::move(next);
+    Event e = timed(make(Event::Kind::reload, true));
+    e.firewall_changed = Wiring::firewall_text(cfg_) != Wiring::firewall_text(pending_);
+    e.payload_changed = cfg_.payload != pending_.payload;
+    e.next_plan = boot::plan_from(pending_);
+    post(std::move(e));
+  }
+
+  void commit_reload() {
+    const bool payload_changed = cfg_.payload != pending_.payload;
+    cfg_ = pending_;
+    probe_tracker_ = supervisor::ProbeTracker(cfg_.watchdog.probe_failures);
+    snapshot_.reload = {"applied", payload_changed ? "payload restarting" : "", now_ms()};
+    event(std::string("reload done") + (payload_changed ? ", payload restarting" : ""));
+  }
+
+  void reload_rejected(const std::string& why) {
+    snapshot_.reload = {"rejected", why, now_ms()};
+    event("reload rejected, keeping the running configuration: " + why);
+  }
+
+  void finish() {
+    finished_ = true;
+    signals_.cancel();
+    for (auto* t : {&restart_timer_, &grace_timer_, &gate_timer_, &probe_timer_, &healthy_timer_, &hw_timer_})
+      t->cancel();
+    if (hw_.is_open()) hw_.magic_close();
+    reap();
+    wiring_.stop();
+    io_.stop();
+  }
+
+  asio::io_context io_;
+  config::Config cfg_;
+  config::Config pending_;  // a reload's configuration while its ruleset is tried
+  boot::State state_;
+  std::deque<Event> queue_;
+  bool dispatching_ = false;
+  asio::signal_set signals_;
+  asio::steady_timer restart_timer_, grace_timer_, gate_timer_, probe_timer_, healthy_timer_, hw_timer_;
+  supervisor::ProbeTracker probe_tracker_;
+  supervisor::HardwareWatchdog hw_;
+  Wiring wiring_;
+  std::mt19937 rng_;
+
+  status::Snapshot snapshot_;
+  Clock::time_point started_, payload_started_, gate_started_;
+  std::unique_ptr<gates::Gate> gate_;
+  std::uint64_t gate_token_ = 0, probe_token_ = 0, restart_token_ = 0, healthy_token_ = 0;
+  int hw_interval_ms_ = 7500;
+  pid_t pid_ = 0;
+  bool finished_ = false;
+};
+
+int run(config::Config cfg) {
+  Daemon d(std::move(cfg));
+  return d.run();
+}
+
+}  // namespace pisec::daemon

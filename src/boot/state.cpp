@@ -1,0 +1,448 @@
+// The daemon's state × event table. Every decision about what happens next
+// lives here; the event loop only carries out the effects.
+#include "pisec/boot.hpp"
+
+#include <utility>
+
+namespace pisec::boot {
+
+namespace {
+
+using K = Event::Kind;
+using F = Effect::Kind;
+
+class Step {
+ public:
+  explicit Step(State s) : s_(std::move(s)) {}
+
+  Transition run(const Event& e) {
+    if (e.kind == K::stop) {
+      on_stop(e);
+    } else if (e.kind == K::reload) {
+      on_reload(e);
+    } else if (e.kind == K::quarantine) {
+      on_outside_quarantine(e);
+    } else {
+      switch (s_.stage) {
+        case Stage::idle: on_idle(e); break;
+        case Stage::lockdown: on_lockdown(e); break;
+        case Stage::gating: on_gating(e); break;
+        case Stage::service: on_service(e); break;
+        case Stage::supervising: on_supervising(e); break;
+        case Stage::quarantined: on_quarantined(e); break;
+        case Stage::stopping: on_stopping(e); break;
+        case Stage::finished: break;
+      }
+    }
+    return {std::move(s_), std::move(fx_)};
+  }
+
+ private:
+  void emit(F kind, std::string text = {}, std::size_t index = 0, std::int64_t delay_ms = 0) {
+    fx_.push_back({kind, std::move(text), index, delay_ms});
+  }
+  void log(std::string text) { emit(F::log, std::move(text)); }
+
+  // --- boot --------------------------------------------------------------
+  void on_idle(const Event& e) {
+    if (e.kind != K::start) return;
+    s_.stage = Stage::lockdown;
+    if (s_.plan.firewall) return emit(F::apply_lockdown);
+    log("firewall disabled in config: not touching nftables");
+    begin_gating();
+  }
+
+  void on_lockdown(const Event& e) {
+    if (e.kind != K::lockdown_applied) return;
+    // Without even the lockdown ruleset the device is as exposed as it was
+    // before we started: never go further.
+    if (!e.ok) return quarantine("lockdown ruleset failed: " + e.detail);
+    begin_gating();
+  }
+
+  void begin_gating() {
+    s_.stage = Stage::gating;
+    s_.gate = 0;
+    next_gate();
+  }
+
+  void next_gate() {
+    while (s_.gate < gate_count && !s_.plan.gates[s_.gate].enabled) emit(F::skip_gate, {}, s_.gate++);
+    if (s_.gate < gate_count) return emit(F::run_gate, {}, s_.gate);
+    s_.stage = Stage::service;
+    if (s_.plan.firewall) return emit(F::apply_service);
+    emit(F::drop_privileges);
+  }
+
+  void on_gating(const Event& e) {
+    if (e.kind != K::gate_done || e.index != s_.gate) return;  // a stale completion
+    if (!e.ok) {
+      if (s_.plan.gates[s_.gate].quarantine_on_failure)
+        return quarantine(std::string("gate ") + gate_names[s_.gate] + " failed: " + e.detail);
+      s_.gate_continued = true;
+      emit(F::gate_continued, {}, s_.gate);
+    }
+    ++s_.gate;
+    next_gate();
+  }
+
+  void on_service(const Event& e) {
+    if (e.kind == K::service_applied) {
+      if (!e.ok) return service_lost("service ruleset not applied: " + e.detail);
+      s_.firewall_service = true;
+      return emit(F::drop_privileges);
+    }
+    if (e.kind == K::privileges_dropped) {
+      if (!e.ok) return quarantine("cannot drop privileges: " + e.detail);
+      s_.stage = Stage::supervising;
+      spawn();
+    }
+  }
+
+  // The service ruleset could not be applied or verified: back to lockdown
+  // before reporting, so the kernel never holds a ruleset we cannot vouch for.
+  void service_lost(const std::string& why) {
+    s_.firewall_service = false;
+    emit(F::apply_lockdown);
+    quarantine(why);
+  }
+
+  // --- the payload's life ------------------------------------------------
+  void spawn() {
+    s_.payload = Payload::starting;
+    emit(F::spawn_payload);
+  }
+
+  void on_supervising(const Event& e) {
+    switch (e.kind) {
+      case K::payload_spawned:
+        if (s_.payload != Payload::starting) return;
+        if (!e.ok) {
+          log("payload: cannot start: " + e.detail);
+          return after_exit(supervisor::Exit{127, 0}, e);
+        }
+        s_.payload = Payload::running;
+        s_.probe_ok = true;
+        // The first run is healthy at once; a restarted one must prove it.
+        s_.payload_healthy = s_.restarts == 0;
+        if (!s_.payload_healthy) emit(F::arm_healthy, {}, 0, s_.plan.healthy_after_ms);
+        return emit(F::start_probe);
+      case K::payload_exited:
+        if (s_.payload != Payload::running && s_.payload != Payload::terminating) return;
+        return after_exit(supervisor::Exit{e.code, e.signal}, e);
+      case K::restart_due:
+        if (s_.payload != Payload::backoff) return;
+        ++s_.restarts;
+        return spawn();
+      case K::healthy_due:
+        if (s_.payload == Payload::running) s_.payload_healthy = true;
+        return;
+      case K::probe_result:
+        if (s_.payload == Payload::running) s_.probe_ok = e.ok;
+        return;
+      case K::probe_hung:
+        if (s_.payload != Payload::running) return;
+        s_.forced = s_.policy.on_forced_restart(e.now_ms, e.uptime_ms, e.jitter, e.detail);
+        log("payload: " + s_.forced.reason);
+        s_.restart_on_exit = true;
+        return terminate();
+      case K::grace_expired:
+        return grace_expired();
+      case K::service_applied:
+        // The previous ruleset, re-applied after a reload's new one failed.
+        if (e.ok) {
+          s_.firewall_service = true;
+          return log("firewall: the previous service ruleset is back in place");
+        }
+        return service_lost("service ruleset lost after a failed reload: " + e.detail);
+      case K::reload_ruleset:
+        return on_reload_ruleset(e);
+      default:
+        return;
+    }
+  }
+
+  void terminate() {
+    s_.payload = Payload::terminating;
+    emit(F::stop_probe);
+    emit(F::cancel_healthy);
+    emit(F::terminate_payload);
+  }
+
+  void grace_expired() {
+    if (s_.payload != Payload::terminating) return;  // it exited meanwhile
+    log("payload: still running after the stop grace period, sending SIGKILL");
+    emit(F::kill_payload);
+  }
+
+  void after_exit(const supervisor::Exit& exit, const Event& e) {
+    emit(F::stop_probe);
+    emit(F::cancel_healthy);
+    s_.payload_healthy = false;
+    supervisor::Decision d;
+    if (std::exchange(s_.restart_on_exit, false)) {
+      d = s_.forced;  // a restart we asked for (probe, reload) was decided then
+    } else {
+      d = s_.policy.on_exit(exit, e.now_ms, e.uptime_ms, e.jitter);
+      log("payload: " + d.reason);
+    }
+    switch (d.action) {
+      case supervisor::Action::restart:
+        s_.payload = Payload::backoff;
+        return emit(F::arm_restart, {}, 0, d.delay_ms);
+      case supervisor::Action::stop:
+        s_.payload = Payload::stopped;
+        return;
+      case supervisor::Action::quarantine:
+        s_.payload = Payload::quarantined;
+        return quarantine(d.reason);
+    }
+  }
+
+  // --- quarantine ----------------------------------------------------------
+  void quarantine(const std::string& why) {
+    s_.stage = Stage::quarantined;
+    s_.quarantine_reason = why;
+    s_.restart_on_exit = false;
+    s_.reload_pending = false;
+    log("quarantined: " + why);
+    switch (s_.payload) {
+      case Payload::starting:  // spawned event still to come: stopped then
+      case Payload::running: terminate(); break;
+      case Payload::backoff:
+        emit(F::cancel_restart);
+        s_.payload = Payload::quarantined;
+        break;
+      default: break;
+    }
+  }
+
+  void on_outside_quarantine(const Event& e) {
+    switch (s_.stage) {
+      case Stage::idle: case Stage::quarantined: case Stage::stopping: case Stage::finished:
+        return;
+      case Stage::gating: emit(F::cancel_gate); break;
+      default: break;
+    }
+    if (s_.plan.firewall) {
+      s_.firewall_service = false;
+      emit(F::apply_lockdown);
+    }
+    quarantine(e.detail);
+  }
+
+  void on_quarantined(const Event& e) {
+    switch (e.kind) {
+      case K::payload_spawned:
+        if (s_.payload == Payload::starting && e.ok) return terminate();
+        if (s_.payload == Payload::starting) s_.payload = Payload::quarantined;
+        return;
+      case K::payload_exited:
+        if (s_.payload == Payload::terminating) s_.payload = Payload::quarantined;
+        return;
+      case K::grace_expired:
+        return grace_expired();
+      default:
+        return;  // lockdown results, stale timers and gates: nothing changes
+    }
+  }
+
+  // --- stop ------------------------------------------------------------------
+  void on_stop(const Event& e) {
+    if (s_.stage == Stage::stopping || s_.stage == Stage::finished)
+      return log("received " + e.detail + " while stopping: already stopping");
+    const Stage was = s_.stage;
+    s_.stage = Stage::stopping;
+    s_.restart_on_exit = false;
+    s_.reload_pending = false;
+    log("received " + e.detail + ", stopping");
+    if (was == Stage::gating) emit(F::cancel_gate);
+    switch (s_.payload) {
+      case Payload::running: return terminate();
+      case Payload::terminating: return;  // its grace timer keeps running
+      case Payload::starting: return;     // wait for the spawn's result
+      case Payload::backoff:
+        emit(F::cancel_restart);
+        s_.payload = Payload::stopped;
+        return finish();
+      default: return finish();
+    }
+  }
+
+  void on_stopping(const Event& e) {
+    switch (e.kind) {
+      case K::payload_spawned:
+        if (s_.payload != Payload::starting) return;
+        if (e.ok) return terminate();
+        s_.payload = Payload::stopped;
+        return finish();
+      case K::payload_exited:
+        if (s_.payload != Payload::terminating && s_.payload != Payload::running) return;
+        s_.payload = Payload::stopped;
+        emit(F::stop_probe);
+        emit(F::cancel_healthy);
+        return finish();
+      case K::grace_expired:
+        return grace_expired();
+      default:
+        return;  // gates, timers, probes, rulesets: nothing leaves stopping
+    }
+  }
+
+  void finish() {
+    s_.stage = Stage::finished;
+    emit(F::finish);
+  }
+
+  // --- reload: all or nothing ----------------------------------------------
+  void on_reload(const Event& e) {
+    if (s_.stage == Stage::stopping || s_.stage == Stage::finished)
+      return emit(F::reload_rejected, "the daemon is stopping; a reload cannot cancel a stop");
+    if (s_.reload_pending) return emit(F::reload_rejected, "another reload is still being applied");
+    if (s_.firewall_service && e.firewall_changed) {
+      // The new ruleset first: if the kernel refuses it or it does not read
+      // back, nothing of the new configuration is used.
+      s_.reload_pending = true;
+      s_.reload_payload_changed = e.payload_changed;
+      s_.reload_plan = e.next_plan;
+      return emit(F::apply_new_ruleset);
+    }
+    commit(e.next_plan, e.payload_changed, e);
+  }
+
+  void on_reload_ruleset(const Event& e) {
+    if (!s_.reload_pending) return;
+    s_.reload_pending = false;
+    if (!e.ok) {
+      emit(F::reload_rejected, "new service ruleset not applied: " + e.detail);
+      // Refused whole, the kernel still has the old ruleset. Committed but not
+      // read back as built: put back the ruleset we can vouch for.
+      if (e.firewall_changed) emit(F::apply_service);
+      return;
+    }
+    commit(s_.reload_plan, s_.reload_payload_changed, e);
+  }
+
+  void commit(const Plan& next, bool payload_changed, const Event& e) {
+    s_.plan = next;
+    s_.policy.update(next.watchdog);
+    emit(F::commit_reload);
+    if (payload_changed && s_.stage == Stage::supervising && s_.payload == Payload::running) {
+      s_.forced = s_.policy.on_forced_restart(e.now_ms, e.uptime_ms, e.jitter, "configuration changed");
+      log("payload: " + s_.forced.reason);
+      s_.restart_on_exit = true;
+      terminate();
+    }
+  }
+
+  State s_;
+  std::vector<Effect> fx_;
+};
+
+}  // namespace
+
+Transition transition(State state, const Event& event) { return Step(std::move(state)).run(event); }
+
+Plan plan_from(const config::Config& cfg) {
+  Plan p;
+  p.firewall = cfg.firewall.enabled;
+  const config::GateCommon* common[gate_count] = {&cfg.gates.entropy, &cfg.gates.clock,
+                                                  &cfg.gates.integrity, &cfg.gates.arch};
+  for (std::size_t i = 0; i < gate_count; ++i)
+    p.gates[i] = {common[i]->enabled, common[i]->on_failure == config::OnFailure::quarantine};
+  p.healthy_after_ms = std::int64_t{cfg.watchdog.healthy_after_s} * 1000;
+  p.watchdog = cfg.watchdog;
+  return p;
+}
+
+const char* state_name(const State& s) {
+  switch (s.stage) {
+    case Stage::idle:
+    case Stage::lockdown: return "lockdown";
+    case Stage::gating:
+    case Stage::service: return "gating";
+    case Stage::quarantined: return "quarantined";
+    case Stage::stopping:
+    case Stage::finished: return "stopping";
+    case Stage::supervising: break;
+  }
+  const bool up = s.payload == Payload::running;
+  return up && s.payload_healthy && s.probe_ok && !s.gate_continued ? "running" : "degraded";
+}
+
+const char* payload_name(const State& s) {
+  switch (s.payload) {
+    case Payload::stopped: return "stopped";
+    case Payload::starting: return "starting";
+    case Payload::running:
+    case Payload::terminating: return "running";  // still up until it exits
+    case Payload::backoff: return "backoff";
+    case Payload::quarantined: return "quarantined";
+  }
+  return "stopped";
+}
+
+const char* to_string(Stage s) {
+  switch (s) {
+    case Stage::idle: return "idle";
+    case Stage::lockdown: return "lockdown";
+    case Stage::gating: return "gating";
+    case Stage::service: return "service";
+    case Stage::supervising: return "supervising";
+    case Stage::quarantined: return "quarantined";
+    case Stage::stopping: return "stopping";
+    case Stage::finished: return "finished";
+  }
+  return "?";
+}
+
+const char* to_string(Event::Kind k) {
+  switch (k) {
+    case K::start: return "start";
+    case K::lockdown_applied: return "lockdown_applied";
+    case K::gate_done: return "gate_done";
+    case K::service_applied: return "service_applied";
+    case K::privileges_dropped: return "privileges_dropped";
+    case K::payload_spawned: return "payload_spawned";
+    case K::payload_exited: return "payload_exited";
+    case K::restart_due: return "restart_due";
+    case K::healthy_due: return "healthy_due";
+    case K::probe_result: return "probe_result";
+    case K::probe_hung: return "probe_hung";
+    case K::grace_expired: return "grace_expired";
+    case K::stop: return "stop";
+    case K::reload: return "reload";
+    case K::reload_ruleset: return "reload_ruleset";
+    case K::quarantine: return "quarantine";
+  }
+  return "?";
+}
+
+const char* to_string(Effect::Kind k) {
+  switch (k) {
+    case F::log: return "log";
+    case F::apply_lockdown: return "apply_lockdown";
+    case F::run_gate: return "run_gate";
+    case F::skip_gate: return "skip_gate";
+    case F::gate_continued: return "gate_continued";
+    case F::cancel_gate: return "cancel_gate";
+    case F::apply_service: return "apply_service";
+    case F::drop_privileges: return "drop_privileges";
+    case F::spawn_payload: return "spawn_payload";
+    case F::terminate_payload: return "terminate_payload";
+    case F::kill_payload: return "kill_payload";
+    case F::arm_restart: return "arm_restart";
+    case F::cancel_restart: return "cancel_restart";
+    case F::arm_healthy: return "arm_healthy";
+    case F::cancel_healthy: return "cancel_healthy";
+    case F::start_probe: return "start_probe";
+    case F::stop_probe: return "stop_probe";
+    case F::apply_new_ruleset: return "apply_new_ruleset";
+    case F::commit_reload: return "commit_reload";
+    case F::reload_rejected: return "reload_rejected";
+    case F::finish: return "finish";
+  }
+  return "?";
+}
+
+}  // namespace pisec::boot

@@ -26,6 +26,14 @@ using UnixNanos = std::int64_t;  // nanoseconds since 1970-01-01 UTC
 inline constexpr std::size_t packet_size = 48;
 inline constexpr std::int64_t ntp_to_unix_s = 2208988800;  // 1900-01-01 .. 1970-01-01
 inline constexpr std::int64_t floor_horizon_s = 15LL * 366 * 86400;  // accepted span above the floor
+// How far a saved floor may lie past the newest floor someone signed (build
+// or manifest time). A state file is only ever written by this gate, but one
+// bad result must not lock the right time out on every later boot: past this,
+// the saved time is neither saved nor trusted until a newer signed manifest
+// (or build) vouches for the year. A constant, not a setting: 400 days is a
+// year of uptime between manifest updates plus slack, and nobody should need
+// to widen how far one boot can push the next boot's floor.
+inline constexpr std::int64_t max_saved_ahead_s = 400LL * 86400;
 
 // ---- the kernel clock -------------------------------------------------------
 
@@ -59,9 +67,10 @@ std::optional<std::int64_t> read_state_file(const std::string& path);
 // Atomic: tmp file, fsync, rename, fsync of the directory. Throws on error.
 void write_state_file(const std::string& path, std::int64_t unix_s);
 
-// max(build floor, state file, extra floor). A state file that is malformed or
-// beyond build floor + floor_horizon_s is ignored (fail closed would brick the
-// clock for good) and said so in note.
+// max(build floor, state file, extra floor). A state file that is malformed,
+// beyond build floor + floor_horizon_s, or more than max_saved_ahead_s past
+// max(build floor, extra floor) is ignored (fail closed would brick the clock
+// for good) and said so in note.
 Floor compute_floor(std::int64_t build_floor_unix, const std::string& state_file,
                     std::int64_t extra_floor_unix);
 
@@ -102,7 +111,12 @@ struct Exchange {
 struct Limits {
   std::int64_t floor_unix = 0;      // replies before it are refused
   double max_root_distance_s = 5.0;
+  double max_delay_s = 2.0;         // round trip; the gate uses its request timeout
+  double max_server_hold_s = 1.0;   // T3 − T2: real servers answer in microseconds
 };
+// How far T3 − T2 may exceed our own round trip (a negative delay): timestamp
+// granularity and clock rate error, not days.
+inline constexpr double delay_tolerance_s = 0.05;
 
 struct Sample {
   std::int64_t offset_ns = 0;  // ((T2−T1)+(T3−T4))/2, T4 = T1 + rtt
@@ -132,6 +146,7 @@ struct SourceResult {
   std::string server;            // as configured, e.g. "127.0.0.1:123"
   std::optional<Sample> sample;  // a good reply
   std::string refusal;           // otherwise: why ("timeout", "stratum 16", ...)
+  std::string address;           // the endpoint asked ("127.0.0.1:123"); empty = unknown, distinct
 };
 
 struct Selection {
@@ -140,12 +155,14 @@ struct Selection {
   std::vector<std::size_t> agreeing;  // indexes into the results
   std::vector<std::size_t> falsetickers;
   std::size_t good = 0;               // replies that passed validation
+  std::size_t distinct_agreeing = 0;  // agreeing sources at different addresses
   std::string reason;                 // why not ok
 };
 
 // Marzullo-style intersection of [offset − distance − d/2, offset + distance + d/2]
 // with d = max_disagreement_s (so two exact sources agree iff they are within d).
-// ok needs ≥ min_sources agreeing and a strict majority of the good replies.
+// ok needs ≥ min_sources agreeing at distinct addresses (one server listed
+// twice is one source) and a strict majority of the good replies.
 Selection select_sources(const std::vector<SourceResult>& results, int min_sources,
                          double max_disagreement_s);
 

@@ -104,10 +104,49 @@ struct GoBuildInfo {
 // Returns nullopt for the pre-1.18 pointer format; throws FormatError on damage.
 std::optional<GoBuildInfo> parse_go_buildinfo(std::span<const std::uint8_t> section);
 
-// The whole decision, over the bytes of one file. Never throws for bad input.
+// Random access to one file's bytes. The parser reads the ELF header, the
+// header tables and the few sections it judges by, never the whole file, so
+// its memory does not grow with the file (pread on a descriptor; a span in the
+// unit tests and the fuzzer).
+class Reader {
+ public:
+  virtual ~Reader() = default;
+  virtual std::uint64_t size() const = 0;
+  // Fills out with the bytes at offset; callers keep offset + out.size() <= size().
+  // Throws ReadError when they cannot be read.
+  virtual void read(std::uint64_t offset, std::span<std::uint8_t> out) const = 0;
+};
+
+// An I/O failure under a Reader (the file shrank, EIO): check_elf turns it
+// into Status::unreadable.
+struct ReadError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// A Reader over bytes already in memory (which must outlive it).
+class MemoryReader final : public Reader {
+ public:
+  explicit MemoryReader(std::span<const std::uint8_t> bytes) : bytes_(bytes) {}
+  std::uint64_t size() const override { return bytes_.size(); }
+  void read(std::uint64_t offset, std::span<std::uint8_t> out) const override;
+
+ private:
+  std::span<const std::uint8_t> bytes_;
+};
+
+// The most elfcheck reads of one section (.ARM.attributes, .go.buildinfo; both
+// are a few KiB at most in real files): a larger one is refused as malformed
+// rather than read.
+inline constexpr std::size_t max_section_bytes = 1u * 1024 * 1024;
+// PT_INTERP is a path: the kernel refuses one longer than PATH_MAX.
+inline constexpr std::size_t max_interpreter_bytes = 4096;
+
+// The whole decision over one file. Never throws for bad input.
+Verdict check_elf(const Reader& file, Target target);
 Verdict check_elf(std::span<const std::uint8_t> bytes, Target target);
 
-// The whole file is read into memory: keep well below a Pi 1B's RAM.
+// A sanity bound on the files judged; memory no longer depends on it (only
+// headers and a few small sections are read).
 inline constexpr std::size_t default_max_file_bytes = 128u * 1024 * 1024;
 
 // Reads a regular file (refusing FIFOs, devices, directories and anything over

@@ -4,6 +4,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <fstream>
@@ -136,9 +137,16 @@ Floor compute_floor(std::int64_t build_floor_unix, const std::string& state_file
   if (!state_file.empty()) {
     try {
       if (auto saved = read_state_file(state_file)) {
+        std::int64_t signed_floor = std::max(build_floor_unix, extra_floor_unix);
         if (*saved > build_floor_unix + floor_horizon_s) {
           f.note = "state file " + state_file + " ignored: " + std::to_string(*saved) +
                    " is more than 15 years past the build floor";
+        } else if (*saved > signed_floor + max_saved_ahead_s) {
+          // One bad result saved here must not lock out the right time on every boot.
+          f.note = "state file " + state_file + " ignored: " + std::to_string(*saved) + " is more than " +
+                   std::to_string(max_saved_ahead_s / 86400) + " days past the " +
+                   (extra_floor_unix > build_floor_unix ? "signed manifest time" : "build floor") + " (" +
+                   std::to_string(signed_floor) + "); a newer signed manifest raises that bound";
         } else if (*saved > f.unix_s) {
           f.unix_s = *saved;
           f.source = "state file";

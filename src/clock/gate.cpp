@@ -3,6 +3,7 @@
 
 #include <sys/random.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <random>
@@ -72,6 +73,7 @@ class Run : public std::enable_shared_from_this<Run> {
     floor_ = compute_floor(build::clock_floor_unix, config_.state_file, extra_floor_);
     limits_.floor_unix = floor_.unix_s;
     limits_.max_root_distance_s = config_.max_root_distance_s;
+    limits_.max_delay_s = static_cast<double>(config_.request_timeout_ms) / 1000.0;
     if (config_.servers.empty()) {
       asio::post(io_, [self = shared_from_this()] { self->conclude(); });
       return;
@@ -228,6 +230,8 @@ class Run : public std::enable_shared_from_this<Run> {
                             : s->last_refusal.empty() ? "timeout"
                                                       : s->last_refusal + " (then timeout)";
       }
+      if (s->resolved)
+        s->result.address = s->endpoint.address().to_string() + ":" + std::to_string(s->endpoint.port());
       results.push_back(s->result);
     }
     Selection sel = select_sources(results, config_.min_sources, config_.max_disagreement_s);
@@ -238,7 +242,7 @@ class Run : public std::enable_shared_from_this<Run> {
     if (sel.ok) {
       outcome.passed = true;
       gate_result.offset_ns = sel.offset_ns;
-      action = apply(sel.offset_ns, outcome.passed, gate_result.stepped);
+      action = apply(sel.offset_ns, sel.distinct_agreeing, outcome.passed, gate_result.stepped);
     }
     outcome.detail = describe(results, sel, action);
     if (!sel.ok && !action.empty()) outcome.detail += "; " + action;
@@ -249,7 +253,7 @@ class Run : public std::enable_shared_from_this<Run> {
   }
 
   // Steps the clock when configured to; returns the words for the detail line.
-  std::string apply(std::int64_t offset_ns, bool& passed, bool& stepped) {
+  std::string apply(std::int64_t offset_ns, std::size_t sources, bool& passed, bool& stepped) {
     try {
       UnixNanos now = clock_.realtime_ns();
       UnixNanos corrected = now + offset_ns;
@@ -265,10 +269,22 @@ class Run : public std::enable_shared_from_this<Run> {
         words = "clock stepped";
       }
       if (!config_.state_file.empty()) {
-        try {
-          write_state_file(config_.state_file, clock_.realtime_ns() / ns_per_s);
-        } catch (const std::exception& e) {
-          words += "; state file not saved: " + std::string(e.what());
+        // The saved time becomes the next boot's floor: only a result the full
+        // policy agreed on, and never further ahead than compute_floor trusts.
+        std::int64_t now_s = clock_.realtime_ns() / ns_per_s;
+        std::int64_t signed_floor = std::max<std::int64_t>(build::clock_floor_unix, extra_floor_);
+        if (sources < static_cast<std::size_t>(std::max(config_.min_sources, 1))) {
+          words += "; state file not saved: " + std::to_string(sources) + " source(s), min_sources is " +
+                   std::to_string(config_.min_sources);
+        } else if (now_s > signed_floor + max_saved_ahead_s) {
+          words += "; state file not saved: the time is more than " + std::to_string(max_saved_ahead_s / 86400) +
+                   " days past the build floor and signed manifest time";
+        } else {
+          try {
+            write_state_file(config_.state_file, now_s);
+          } catch (const std::exception& e) {
+            words += "; state file not saved: " + std::string(e.what());
+          }
         }
       }
       return words;

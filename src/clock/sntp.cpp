@@ -152,14 +152,29 @@ Verdict validate_reply(std::span<const std::uint8_t> bytes, const Exchange& ex, 
   if (t3_s > limits.floor_unix + floor_horizon_s)
     return refuse("time beyond floor + 15 years (server says " + format_utc(t3_s) + ")");
   if (t3 < t2) return refuse("transmit timestamp before receive timestamp");
+  // T2 and T3 come from the same server clock a moment apart: a reply that
+  // puts days between them only moves the offset by half of that.
+  std::int64_t hold_ns = t3 - t2;
+  if (static_cast<double>(hold_ns) > limits.max_server_hold_s * 1e9)
+    return refuse("server held the request " + format_seconds(static_cast<double>(hold_ns) / 1e9) +
+                  " s (receive to transmit timestamp), more than " + format_seconds(limits.max_server_hold_s) +
+                  " s");
+  if (static_cast<double>(ex.rtt_ns) > limits.max_delay_s * 1e9)
+    // A late answer, maybe to an earlier try: wait for a timely one.
+    return refuse("round trip " + format_seconds(static_cast<double>(ex.rtt_ns) / 1e9) +
+                      " s, longer than the " + format_seconds(limits.max_delay_s) + " s request timeout",
+                  true);
+  std::int64_t delay_ns = ex.rtt_ns - hold_ns;
+  if (static_cast<double>(delay_ns) < -delay_tolerance_s * 1e9)
+    return refuse("negative delay " + format_seconds(static_cast<double>(delay_ns) / 1e9) +
+                  " s: the server claims to have held the request longer than our round trip");
 
   UnixNanos t1 = ex.t1;
   UnixNanos t4 = t1 + ex.rtt_ns;
   Sample s;
   s.offset_ns = half_sum(t2 - t1, t3 - t4);
-  // A server that claims to have held the packet longer than our round trip
-  // lies a little (or its clock runs fast): count the delay as zero.
-  s.delay_ns = std::max<std::int64_t>(0, ex.rtt_ns - (t3 - t2));
+  // Within the tolerance a slightly negative delay is rounding: count it as zero.
+  s.delay_ns = std::max<std::int64_t>(0, delay_ns);
   s.root_distance_s = root_distance;
   s.stratum = r->stratum;
   v.sample = s;
@@ -197,24 +212,35 @@ Selection select_sources(const std::vector<SourceResult>& results, int min_sourc
     }
   }
   std::vector<std::int64_t> offsets;
+  // One server listed twice (or two names for one address) is one source.
+  std::vector<std::string> good_addresses, agreeing_addresses;
+  auto add_distinct = [](std::vector<std::string>& seen, const SourceResult& r) {
+    if (r.address.empty() || std::find(seen.begin(), seen.end(), r.address) == seen.end())
+      seen.push_back(r.address);
+  };
   for (std::size_t i = 0; i < results.size(); ++i) {
     if (!results[i].sample) continue;
+    add_distinct(good_addresses, results[i]);
     if (best > 0 && interval[i].first <= best_point && best_point <= interval[i].second) {
       sel.agreeing.push_back(i);
+      add_distinct(agreeing_addresses, results[i]);
       offsets.push_back(results[i].sample->offset_ns);
     } else {
       sel.falsetickers.push_back(i);
     }
   }
+  sel.distinct_agreeing = agreeing_addresses.size();
+  std::string same_address = good_addresses.size() < sel.good ? " (servers at one address count once)" : "";
   auto need = static_cast<std::size_t>(std::max(min_sources, 1));
   auto plural = [](std::size_t n, const char* word) {
     return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
   };
-  if (sel.good < need) {
-    sel.reason = plural(sel.good, "good source") + " of " + std::to_string(need) + " needed";
-  } else if (sel.agreeing.size() < need) {
-    sel.reason = "only " + std::to_string(sel.agreeing.size()) + " of " + plural(sel.good, "good source") +
-                 " agree, " + std::to_string(need) + " needed";
+  if (good_addresses.size() < need) {
+    sel.reason = plural(good_addresses.size(), "good source") + " of " + std::to_string(need) + " needed" +
+                 same_address;
+  } else if (sel.distinct_agreeing < need) {
+    sel.reason = "only " + std::to_string(sel.distinct_agreeing) + " of " + plural(good_addresses.size(), "good source") +
+                 " agree, " + std::to_string(need) + " needed" + same_address;
   } else if (sel.agreeing.size() * 2 <= sel.good) {
     sel.reason = "no majority: " + std::to_string(sel.agreeing.size()) + " of " +
                  plural(sel.good, "good source") + " agree";

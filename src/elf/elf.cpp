@@ -1,8 +1,10 @@
-// elfcheck's decision: pure functions over the bytes of one ELF file. Every
-// read goes through ByteView, which checks bounds, so damaged input becomes a
-// FormatError and never an out-of-bounds read.
+// elfcheck's decision: pure functions over one ELF file behind a Reader. Only
+// the headers and the sections judged by are read (FileView, a small block
+// cache), and every read is bounds-checked first (FileView, ByteView), so
+// damaged input becomes a FormatError and never an out-of-bounds read.
 #include <elf.h>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstring>
@@ -69,6 +71,75 @@ class ByteView {
 
   std::span<const std::uint8_t> bytes_;
   bool little_;
+};
+
+// The same bounds-checked reads over a whole file behind a Reader, through a
+// few cached 4 KiB blocks: header tables and names are read field by field.
+class FileView {
+ public:
+  FileView(const Reader& file, bool little_endian) : file_(file), size_(file.size()), little_(little_endian) {}
+
+  std::uint64_t size() const { return size_; }
+
+  std::uint64_t uint(std::uint64_t offset, std::size_t width, const char* what) const {
+    if (offset > size_ || width > size_ - offset)
+      throw FormatError(std::string(what) + " at offset " + hex(offset) + " lies beyond the end of the " +
+                        std::to_string(size_) + "-byte file");
+    std::uint64_t v = 0;
+    for (std::size_t i = 0; i < width; ++i) v = (v << 8) | byte(offset + (little_ ? width - 1 - i : i));
+    return v;
+  }
+
+  // Checks that length bytes at offset lie inside the file, without reading them.
+  void require(std::uint64_t offset, std::uint64_t length, const std::string& what) const {
+    if (offset > size_ || length > size_ - offset)
+      throw FormatError(what + " (offset " + hex(offset) + ", " + std::to_string(length) +
+                        " bytes) lies beyond the end of the " + std::to_string(size_) + "-byte file");
+  }
+
+  // The contents of a section elfcheck judges by, refused above max_section_bytes.
+  std::vector<std::uint8_t> contents(std::uint64_t offset, std::uint64_t length, const std::string& what) const {
+    require(offset, length, what);
+    if (length > max_section_bytes)
+      throw FormatError(what + " is " + std::to_string(length) + " bytes, more than the " +
+                        std::to_string(max_section_bytes) + " elfcheck reads");
+    std::vector<std::uint8_t> out(static_cast<std::size_t>(length));
+    if (!out.empty()) file_.read(offset, out);
+    return out;
+  }
+
+  std::uint8_t byte(std::uint64_t at) const {
+    std::uint64_t base = at / block_size * block_size;
+    Block* victim = &blocks_[0];
+    for (auto& b : blocks_) {
+      if (b.valid && b.base == base) {
+        b.used = ++clock_;
+        return b.bytes[static_cast<std::size_t>(at - base)];
+      }
+      if (!b.valid || b.used < victim->used) victim = &b;
+    }
+    victim->valid = false;
+    victim->base = base;
+    file_.read(base, std::span(victim->bytes.data(), static_cast<std::size_t>(std::min(block_size, size_ - base))));
+    victim->valid = true;
+    victim->used = ++clock_;
+    return victim->bytes[static_cast<std::size_t>(at - base)];
+  }
+
+ private:
+  static constexpr std::uint64_t block_size = 4096;
+  struct Block {
+    bool valid = false;
+    std::uint64_t base = 0, used = 0;
+    std::array<std::uint8_t, block_size> bytes{};
+  };
+  const Reader& file_;
+  std::uint64_t size_;
+  bool little_;
+  // Four blocks: the section headers, the name table and the program headers
+  // are walked in turn without evicting each other.
+  mutable std::array<Block, 4> blocks_{};
+  mutable std::uint64_t clock_ = 0;
 };
 
 // ULEB128 as used by build attributes and Go's uvarint. More than ten bytes,
@@ -178,13 +249,14 @@ struct Header {
 };
 
 struct Section {
-  std::string name;
   std::uint32_t type = 0;
   std::uint64_t offset = 0, size = 0;
 };
 
+// Only what the judgement needs: a file with a million sections costs no more.
 struct Layout {
-  std::vector<Section> sections;
+  std::optional<Section> attributes;  // first ".ARM.attributes" by name or SHT_ARM_ATTRIBUTES by type
+  std::optional<Section> go_buildinfo;  // first ".go.buildinfo"
   std::string interpreter;
 };
 
@@ -194,7 +266,7 @@ struct Layout {
   ((is64) ? (view).uint((base) + offsetof(S64, member), sizeof(S64::member), #member)        \
           : (view).uint((base) + offsetof(S32, member), sizeof(S32::member), #member))
 
-Header read_header(const ByteView& v, bool is64) {
+Header read_header(const FileView& v, bool is64) {
   Header h;
   h.is64 = is64;
   std::size_t need = is64 ? sizeof(Elf64_Ehdr) : sizeof(Elf32_Ehdr);
@@ -217,7 +289,7 @@ Header read_header(const ByteView& v, bool is64) {
 }
 
 // Checks that a table of count entries of entsize bytes at offset fits.
-void check_table(const ByteView& v, std::uint64_t offset, std::uint64_t count, std::size_t entsize,
+void check_table(const FileView& v, std::uint64_t offset, std::uint64_t count, std::size_t entsize,
                  const char* what) {
   if (offset > v.size() || count > (v.size() - offset) / entsize)
     throw FormatError(std::string(what) + " (" + std::to_string(count) +
@@ -226,7 +298,16 @@ void check_table(const ByteView& v, std::uint64_t offset, std::uint64_t count, s
                       "-byte file");
 }
 
-Layout read_layout(const ByteView& v, const Header& h) {
+// Whether the NUL-terminated name at pos in the table equals want.
+bool name_is(const FileView& v, std::uint64_t table, std::uint64_t table_size, std::uint64_t pos,
+             std::string_view want) {
+  if (want.size() >= table_size - pos) return false;
+  for (std::size_t i = 0; i < want.size(); ++i)
+    if (v.byte(table + pos + i) != static_cast<std::uint8_t>(want[i])) return false;
+  return v.byte(table + pos + want.size()) == 0;
+}
+
+Layout read_layout(const FileView& v, const Header& h) {
   Layout out;
   const bool is64 = h.is64;
   const std::size_t shsize = is64 ? sizeof(Elf64_Shdr) : sizeof(Elf32_Shdr);
@@ -247,34 +328,53 @@ Layout read_layout(const ByteView& v, const Header& h) {
     if (shstrndx == SHN_XINDEX) shstrndx = S(0, sh_link);
     ph_extended = S(0, sh_info);
     check_table(v, h.shoff, shnum, shsize, "section header table");
-    std::vector<std::uint32_t> name_offsets;
-    for (std::uint64_t i = 0; i < shnum; ++i) {
+    auto section = [&](std::uint64_t i) {
       Section s;
       s.type = static_cast<std::uint32_t>(S(i, sh_type));
       s.offset = S(i, sh_offset);
       s.size = S(i, sh_size);
-      if (s.type != SHT_NOBITS && s.type != SHT_NULL)
-        v.slice(s.offset, s.size, "section " + std::to_string(i));
-      name_offsets.push_back(static_cast<std::uint32_t>(S(i, sh_name)));
-      out.sections.push_back(std::move(s));
+      return s;
+    };
+    // Every section must lie in the file (a truncated file shows here); only
+    // the ones judged by are read later.
+    for (std::uint64_t i = 0; i < shnum; ++i) {
+      Section s = section(i);
+      if (s.type != SHT_NOBITS && s.type != SHT_NULL) v.require(s.offset, s.size, "section " + std::to_string(i));
     }
-#undef S
+    std::optional<Section> names;
+    std::uint64_t last_nul = 0;  // a name is NUL-terminated iff it starts at or before the table's last NUL
     if (shstrndx != SHN_UNDEF) {
       if (shstrndx >= shnum)
         throw FormatError("e_shstrndx " + std::to_string(shstrndx) + " is not a section (there are " +
                           std::to_string(shnum) + ")");
-      const Section& strtab = out.sections[static_cast<std::size_t>(shstrndx)];
-      if (strtab.type != SHT_STRTAB)
+      names = section(shstrndx);
+      if (names->type != SHT_STRTAB)
         throw FormatError("e_shstrndx " + std::to_string(shstrndx) + " is not a string table");
-      auto names = v.slice(strtab.offset, strtab.size, "section name table");
-      for (std::size_t i = 0; i < out.sections.size(); ++i) {
-        std::size_t pos = name_offsets[i];
-        if (pos >= names.size())
+      v.require(names->offset, names->size, "section name table");
+      last_nul = names->size;  // none yet
+      for (std::uint64_t at = names->size; at-- > 0;)
+        if (v.byte(names->offset + at) == 0) {
+          last_nul = at;
+          break;
+        }
+    }
+    for (std::uint64_t i = 0; i < shnum; ++i) {
+      Section s = section(i);
+      bool is_attributes = s.type == SHT_ARM_ATTRIBUTES, is_buildinfo = false;
+      if (names) {
+        std::uint64_t pos = static_cast<std::uint32_t>(S(i, sh_name));
+        if (pos >= names->size)
           throw FormatError("section " + std::to_string(i) + ": name offset " + hex(pos) +
                             " is outside the section name table");
-        out.sections[i].name = read_ntbs(names, pos, "section " + std::to_string(i) + " name");
+        if (last_nul == names->size || pos > last_nul)
+          throw FormatError("section " + std::to_string(i) + " name: string is not NUL-terminated");
+        is_attributes = is_attributes || name_is(v, names->offset, names->size, pos, ".ARM.attributes");
+        is_buildinfo = name_is(v, names->offset, names->size, pos, ".go.buildinfo");
       }
+      if (is_attributes && !out.attributes) out.attributes = s;
+      if (is_buildinfo && !out.go_buildinfo) out.go_buildinfo = s;
     }
+#undef S
   } else if (h.shnum != 0) {
     throw FormatError("e_shnum is " + std::to_string(h.shnum) + " but e_shoff is 0");
   }
@@ -290,10 +390,17 @@ Layout read_layout(const ByteView& v, const Header& h) {
     for (std::uint64_t i = 0; i < phnum; ++i) {
 #define P(member) PISEC_FIELD(v, is64, h.phoff + i * phsize, Elf32_Phdr, Elf64_Phdr, member)
       auto type = P(p_type);
-      auto bytes = v.slice(P(p_offset), P(p_filesz), "segment " + std::to_string(i));
+      std::uint64_t offset = P(p_offset), filesz = P(p_filesz);
 #undef P
+      v.require(offset, filesz, "segment " + std::to_string(i));
       if (type != PT_INTERP) continue;
+      // A path: read no more than PATH_MAX of it.
+      std::vector<std::uint8_t> bytes =
+          v.contents(offset, std::min<std::uint64_t>(filesz, max_interpreter_bytes), "PT_INTERP");
       std::size_t pos = 0;
+      if (filesz > max_interpreter_bytes && std::find(bytes.begin(), bytes.end(), 0) == bytes.end())
+        throw FormatError("PT_INTERP: no NUL-terminated path in its first " +
+                          std::to_string(max_interpreter_bytes) + " bytes");
       out.interpreter = read_ntbs(bytes, pos, "PT_INTERP");
       if (out.interpreter.empty()) throw FormatError("PT_INTERP names an empty path");
     }
@@ -301,12 +408,6 @@ Layout read_layout(const ByteView& v, const Header& h) {
   return out;
 }
 #undef PISEC_FIELD
-
-const Section* find_section(const Layout& l, std::string_view name, std::uint32_t type = SHT_NULL) {
-  for (const auto& s : l.sections)
-    if (s.name == name || (type != SHT_NULL && s.type == type)) return &s;
-  return nullptr;
-}
 
 std::string machine_name(std::uint16_t m) {
   switch (m) {
@@ -429,7 +530,7 @@ constexpr HostMachine host_machine() {
 #endif
 }
 
-Verdict judge_arm(const ByteView& v, const Header& h) {
+Verdict judge_arm(const FileView& v, const Header& h) {
   if (h.machine != EM_ARM)
     return {Status::refused,
             "built for " + machine_name(h.machine) + " (e_machine " + std::to_string(h.machine) +
@@ -450,15 +551,15 @@ Verdict judge_arm(const ByteView& v, const Header& h) {
   Layout layout = read_layout(v, h);
   Judgement j;
   bool judged = false;
-  if (const Section* s = find_section(layout, ".ARM.attributes", SHT_ARM_ATTRIBUTES)) {
-    ArmAttributes a = parse_arm_attributes(v.slice(s->offset, s->size, ".ARM.attributes"));
+  if (const auto& s = layout.attributes) {
+    ArmAttributes a = parse_arm_attributes(v.contents(s->offset, s->size, ".ARM.attributes"));
     if (a.has_aeabi) {
       judge_attributes(a, h.flags, j);
       judged = true;
     }
   }
-  if (const Section* s = find_section(layout, ".go.buildinfo")) {
-    auto info = parse_go_buildinfo(v.slice(s->offset, s->size, ".go.buildinfo"));
+  if (const auto& s = layout.go_buildinfo) {
+    auto info = parse_go_buildinfo(v.contents(s->offset, s->size, ".go.buildinfo"));
     if (!info) return {Status::cannot_judge, "Go build info in the pre-Go 1.18 format", layout.interpreter};
     if (info->goarm.empty() && !judged)
       return {Status::cannot_judge, "Go build info (" + info->go_version + ") records no GOARM",
@@ -475,7 +576,7 @@ Verdict judge_arm(const ByteView& v, const Header& h) {
   return {Status::runs, j.profile, layout.interpreter, j.profile};
 }
 
-Verdict judge_host(const ByteView& v, const Header& h) {
+Verdict judge_host(const FileView& v, const Header& h) {
   constexpr HostMachine host = host_machine();
   if (host.machine == EM_NONE)
     return {Status::cannot_judge, "elfcheck does not know this host's architecture", {}};
@@ -603,29 +704,44 @@ std::optional<GoBuildInfo> parse_go_buildinfo(std::span<const std::uint8_t> sect
   return info;
 }
 
-Verdict check_elf(std::span<const std::uint8_t> bytes, Target target) {
+void MemoryReader::read(std::uint64_t offset, std::span<std::uint8_t> out) const {
+  if (offset > bytes_.size() || out.size() > bytes_.size() - offset)
+    throw ReadError("read of " + std::to_string(out.size()) + " bytes at offset " + hex(offset) +
+                    " beyond the end of " + std::to_string(bytes_.size()) + " bytes");
+  std::memcpy(out.data(), bytes_.data() + offset, out.size());
+}
+
+Verdict check_elf(const Reader& file, Target target) {
   try {
+    std::array<std::uint8_t, EI_NIDENT> ident{};
+    std::uint64_t size = file.size();
+    file.read(0, std::span(ident.data(), static_cast<std::size_t>(std::min<std::uint64_t>(size, EI_NIDENT))));
     // Magic first: a short file of another kind (an empty ar archive) is "not ELF".
-    if (bytes.size() >= SELFMAG && std::memcmp(bytes.data(), ELFMAG, SELFMAG) != 0)
+    if (size >= SELFMAG && std::memcmp(ident.data(), ELFMAG, SELFMAG) != 0)
       return {Status::malformed, "no ELF magic (\\x7fELF) at the start", {}};
-    if (bytes.size() < EI_NIDENT)
-      return {Status::malformed,
-              "file too short for an ELF header (" + std::to_string(bytes.size()) + " bytes)", {}};
-    std::uint8_t cls = bytes[EI_CLASS], data = bytes[EI_DATA];
+    if (size < EI_NIDENT)
+      return {Status::malformed, "file too short for an ELF header (" + std::to_string(size) + " bytes)", {}};
+    std::uint8_t cls = ident[EI_CLASS], data = ident[EI_DATA];
     if (cls != ELFCLASS32 && cls != ELFCLASS64)
       return {Status::malformed, "EI_CLASS " + std::to_string(cls) + " is neither 32- nor 64-bit", {}};
     if (data != ELFDATA2LSB && data != ELFDATA2MSB)
       return {Status::malformed, "EI_DATA " + std::to_string(data) + " is no known byte order", {}};
-    if (bytes[EI_VERSION] != EV_CURRENT)
-      return {Status::malformed, "EI_VERSION " + std::to_string(bytes[EI_VERSION]) + " is not 1", {}};
-    ByteView v(bytes, data == ELFDATA2LSB);
+    if (ident[EI_VERSION] != EV_CURRENT)
+      return {Status::malformed, "EI_VERSION " + std::to_string(ident[EI_VERSION]) + " is not 1", {}};
+    FileView v(file, data == ELFDATA2LSB);
     Header h = read_header(v, cls == ELFCLASS64);
     h.little = data == ELFDATA2LSB;
     if (target == Target::armv6 || host_machine().arm32) return judge_arm(v, h);
     return judge_host(v, h);
   } catch (const FormatError& e) {
     return {Status::malformed, e.what(), {}};
+  } catch (const ReadError& e) {
+    return {Status::unreadable, e.what(), {}};
   }
+}
+
+Verdict check_elf(std::span<const std::uint8_t> bytes, Target target) {
+  return check_elf(MemoryReader(bytes), target);
 }
 
 }  // namespace pisec::elf

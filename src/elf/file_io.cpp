@@ -1,8 +1,8 @@
 // Reading the files elfcheck judges: regular files only (a FIFO or device
-// would block or never end), with a size cap, optionally inside a root.
+// would block or never end), with a size cap, optionally inside a root, and
+// only the parts the parser asks for (pread).
 #include "file_io.hpp"
 
-#include <elf.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 #include "pisec/elf.hpp"
@@ -17,18 +18,6 @@
 namespace pisec::elf {
 
 namespace detail {
-
-namespace {
-
-// Closes the descriptor on every return path.
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-}  // namespace
 
 int open_in_root(int root_fd, const std::string& path, int flags) {
   if (root_fd < 0) return ::open(path.c_str(), flags);
@@ -43,61 +32,61 @@ int open_in_root(int root_fd, const std::string& path, int flags) {
   return ::openat(root_fd, relative.empty() ? "." : relative.c_str(), flags);
 }
 
-ReadResult read_file(int root_fd, const std::string& path, std::size_t max_bytes, bool elf_only) {
-  ReadResult r;
+FileReader::FileReader(int root_fd, const std::string& path) {
   // O_NONBLOCK: opening a FIFO must not hang the gate; it is refused below.
-  Fd f{open_in_root(root_fd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)};
-  if (f.fd < 0) {
-    r.error = std::strerror(errno);
-    return r;
+  fd_ = open_in_root(root_fd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd_ < 0) {
+    error_ = std::strerror(errno);
+    return;
   }
   struct stat st {};
-  if (::fstat(f.fd, &st) != 0) {
-    r.error = std::strerror(errno);
-    return r;
+  if (::fstat(fd_, &st) != 0) {
+    error_ = std::strerror(errno);
+  } else if (!S_ISREG(st.st_mode)) {
+    error_ = S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file";
+  } else {
+    size_ = static_cast<std::uint64_t>(st.st_size);
   }
-  if (!S_ISREG(st.st_mode)) {
-    r.error = S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file";
-    return r;
+}
+
+FileReader::~FileReader() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::string FileReader::size_error(std::size_t max_bytes) const {
+  if (size_ <= max_bytes) return {};
+  return "larger than the " + std::to_string(max_bytes) + "-byte limit";
+}
+
+std::vector<std::uint8_t> FileReader::head(std::size_t n) const {
+  std::vector<std::uint8_t> out(static_cast<std::size_t>(std::min<std::uint64_t>(n, size_)));
+  if (!out.empty()) read(0, out);
+  return out;
+}
+
+void FileReader::read(std::uint64_t offset, std::span<std::uint8_t> out) const {
+  if (!error_.empty()) throw ReadError(error_);
+  std::size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw ReadError(std::strerror(errno));
+    // The size came from fstat: a file cut short since then is not judged.
+    if (n == 0) throw ReadError("file shrank while being read (was " + std::to_string(size_) + " bytes)");
+    done += static_cast<std::size_t>(n);
   }
-  auto read_some = [&](std::size_t limit) {
-    // Reads until EOF or limit bytes; false (with r.error) on an I/O error.
-    while (r.bytes.size() < limit) {
-      std::size_t have = r.bytes.size();
-      std::size_t chunk = std::min<std::size_t>(limit - have, 1u << 20);
-      r.bytes.resize(have + chunk);
-      ssize_t n = ::read(f.fd, r.bytes.data() + have, chunk);
-      if (n < 0 && errno == EINTR) {
-        r.bytes.resize(have);
-        continue;
-      }
-      if (n < 0) {
-        r.error = std::strerror(errno);
-        r.bytes.clear();
-        return false;
-      }
-      r.bytes.resize(have + static_cast<std::size_t>(n));
-      if (n == 0) break;
-    }
-    return true;
-  };
-  if (elf_only) {
-    if (!read_some(SELFMAG)) return r;
-    if (r.bytes.size() < SELFMAG || std::memcmp(r.bytes.data(), ELFMAG, SELFMAG) != 0) {
-      r.not_elf = true;
-      return r;
-    }
-  }
-  if (static_cast<std::uintmax_t>(st.st_size) > max_bytes) {
-    r.error = "larger than the " + std::to_string(max_bytes) + "-byte limit";
-    r.bytes.clear();
-    return r;
-  }
-  // One byte over the cap tells a file that grew since fstat from one that fits.
-  if (!read_some(max_bytes + 1)) return r;
-  if (r.bytes.size() > max_bytes) {
-    r.error = "larger than the " + std::to_string(max_bytes) + "-byte limit";
-    r.bytes.clear();
+}
+
+ReadResult read_file(int root_fd, const std::string& path, std::size_t max_bytes) {
+  ReadResult r;
+  FileReader f(root_fd, path);
+  r.error = f.error();
+  if (r.error.empty()) r.error = f.size_error(max_bytes);
+  if (!r.error.empty()) return r;
+  try {
+    r.bytes = f.head(max_bytes);
+  } catch (const ReadError& e) {
+    r.error = e.what();
   }
   return r;
 }
@@ -105,9 +94,10 @@ ReadResult read_file(int root_fd, const std::string& path, std::size_t max_bytes
 }  // namespace detail
 
 Verdict check_file(const std::string& path, Target target, std::size_t max_bytes, int root_fd) {
-  auto r = detail::read_file(root_fd, path, max_bytes, false);
-  if (!r.error.empty()) return {Status::unreadable, r.error, {}};
-  return check_elf(r.bytes, target);
+  detail::FileReader file(root_fd, path);
+  std::string error = file.error().empty() ? file.size_error(max_bytes) : file.error();
+  if (!error.empty()) return {Status::unreadable, error, {}};
+  return check_elf(file, target);
 }
 
 }  // namespace pisec::elf

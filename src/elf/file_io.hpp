@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "pisec/elf.hpp"
+
 namespace pisec::elf::detail {
 
 // Opens path read-only. With root_fd >= 0 the path, ".." and symlinks are
@@ -12,15 +14,38 @@ namespace pisec::elf::detail {
 // chrooted there would see them. Returns -1 with errno set.
 int open_in_root(int root_fd, const std::string& path, int flags);
 
+// A regular file read with pread, only where the parser asks: judging a
+// 100 MB ELF costs its headers, not 100 MB. FIFOs and devices are refused
+// (they would block or never end).
+class FileReader final : public Reader {
+ public:
+  FileReader(int root_fd, const std::string& path);
+  ~FileReader() override;
+  FileReader(const FileReader&) = delete;
+  FileReader& operator=(const FileReader&) = delete;
+
+  // Empty once open: "No such file or directory", "is a directory", …
+  const std::string& error() const { return error_; }
+  // "larger than the N-byte limit", or empty.
+  std::string size_error(std::size_t max_bytes) const;
+  // The first min(n, size()) bytes: a "#!" line, the ELF magic.
+  std::vector<std::uint8_t> head(std::size_t n) const;
+
+  std::uint64_t size() const override { return size_; }
+  void read(std::uint64_t offset, std::span<std::uint8_t> out) const override;
+
+ private:
+  int fd_ = -1;
+  std::uint64_t size_ = 0;
+  std::string error_;
+};
+
 struct ReadResult {
   std::string error;                // empty on success: "No such file or directory", …
   std::vector<std::uint8_t> bytes;  // the whole file (when read)
-  bool not_elf = false;             // elf_only and the file does not start with \x7fELF
 };
 
-// Reads a regular file of at most max_bytes. With elf_only, a file that does
-// not start with the ELF magic is reported as not_elf without reading the rest
-// (or applying the size cap: kernels and archives may be large).
-ReadResult read_file(int root_fd, const std::string& path, std::size_t max_bytes, bool elf_only);
+// Reads a whole regular file of at most max_bytes (the manifest, not ELF files).
+ReadResult read_file(int root_fd, const std::string& path, std::size_t max_bytes);
 
 }  // namespace pisec::elf::detail

@@ -1,5 +1,6 @@
 // The arch gate: refuse a payload (or any ELF in the manifest) that the
 // target CPU cannot run, before it crash-loops with "Illegal instruction".
+#include <elf.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -97,10 +98,10 @@ struct Tally {
   std::vector<std::string> failures;
 };
 
-// Checks one ELF file's bytes; script/interpreter handling is the caller's.
-void judge(const std::string& label, const std::vector<std::uint8_t>& bytes,
-           const config::ArchGate& arch, Target target, Tally& t, Verdict* out = nullptr) {
-  Verdict v = check_elf(bytes, target);
+// Checks one ELF file; script/interpreter handling is the caller's.
+void judge(const std::string& label, const Reader& file, const config::ArchGate& arch, Target target,
+           Tally& t, Verdict* out = nullptr) {
+  Verdict v = check_elf(file, target);
   if (out) *out = v;
   if (!v.acceptable(arch.allow_unknown)) {
     t.failures.push_back(label + ": " + describe(v, target));
@@ -134,15 +135,23 @@ void check_payload(const config::ArchGate& arch, const config::Payload& payload,
   }
   std::string label = "payload " + *path;
   for (int depth = 0;; ++depth) {
-    auto r = detail::read_file(root.fd, *path, default_max_file_bytes, false);
-    if (!r.error.empty()) {
-      t.failures.push_back(label + ": cannot read: " + r.error);
+    detail::FileReader file(root.fd, *path);
+    std::string error = file.error().empty() ? file.size_error(default_max_file_bytes) : file.error();
+    std::optional<std::string> interp;
+    if (error.empty()) {
+      try {
+        interp = script_interpreter(file.head(256));
+      } catch (const ReadError& e) {
+        error = e.what();
+      }
+    }
+    if (!error.empty()) {
+      t.failures.push_back(label + ": cannot read: " + error);
       return;
     }
-    auto interp = script_interpreter(r.bytes);
     if (!interp) {
       Verdict v;
-      judge(label, r.bytes, arch, target, t, &v);
+      judge(label, file, arch, target, t, &v);
       if (v.status == Status::runs && !v.interpreter.empty() &&
           !is_regular_in_root(root.fd, v.interpreter))
         t.failures.push_back(label + ": needs program interpreter " + v.interpreter +
@@ -160,7 +169,7 @@ void check_payload(const config::ArchGate& arch, const config::Payload& payload,
 
 void check_manifest(const config::ArchGate& arch, const config::IntegrityGate& integrity,
                     Target target, Tally& t) {
-  auto m = detail::read_file(-1, integrity.manifest, max_manifest_bytes, false);
+  auto m = detail::read_file(-1, integrity.manifest, max_manifest_bytes);
   if (!m.error.empty()) {
     t.failures.push_back("manifest " + integrity.manifest + ": cannot read: " + m.error);
     return;
@@ -179,13 +188,23 @@ void check_manifest(const config::ArchGate& arch, const config::IntegrityGate& i
     return;
   }
   for (const auto& rel : paths) {
-    auto r = detail::read_file(root.fd, rel, default_max_file_bytes, true);
-    if (r.not_elf) continue;
-    if (!r.error.empty()) {
-      t.failures.push_back(rel + ": cannot read: " + r.error);
+    detail::FileReader file(root.fd, rel);
+    std::string error = file.error();
+    if (error.empty()) {
+      // Files that are not ELF (data, scripts, kernels) are not judged, whatever their size.
+      try {
+        auto magic = file.head(SELFMAG);
+        if (magic.size() < SELFMAG || std::memcmp(magic.data(), ELFMAG, SELFMAG) != 0) continue;
+      } catch (const ReadError& e) {
+        error = e.what();
+      }
+    }
+    if (error.empty()) error = file.size_error(default_max_file_bytes);
+    if (!error.empty()) {
+      t.failures.push_back(rel + ": cannot read: " + error);
       continue;
     }
-    judge(rel, r.bytes, arch, target, t);
+    judge(rel, file, arch, target, t);
   }
 }
 

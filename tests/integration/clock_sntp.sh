@@ -106,6 +106,7 @@ declare -A reason=(
   [before-floor]="time before floor"
   [big-root-distance]="root distance 7.2 s > 5 s"
   [short]="short reply (40 bytes, expected 48)"
+  [receive-days-early]="server held the request 2.59e+05 s (receive to transmit timestamp), more than 1 s"
 )
 declare -A addr
 servers=("$good1" "$good2")

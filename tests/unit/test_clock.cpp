@@ -86,10 +86,10 @@ SourceResult good(const char* name, double offset_s, double distance_s = 0.01) {
   s.delay_ns = 0;
   s.root_distance_s = distance_s;
   s.stratum = 2;
-  return {name, s, ""};
+  return {name, s, "", ""};
 }
 
-SourceResult bad(const char* name, const char* why) { return {name, std::nullopt, why}; }
+SourceResult bad(const char* name, const char* why) { return {name, std::nullopt, why, ""}; }
 
 struct FakeClock : ClockAdapter {
   std::int64_t skew_ns = 0;  // fake = real + skew
@@ -116,10 +116,11 @@ struct TempDir {
 // An in-process SNTP server on 127.0.0.1 for driving the gate on a real loop.
 class TestServer {
  public:
-  TestServer(asio::io_context& io, double offset_s, std::string fault = "")
+  TestServer(asio::io_context& io, double offset_s, std::string fault = "", std::int64_t hold_ns = 1000)
       : socket_(io, asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 0)),
         offset_ns_(static_cast<std::int64_t>(offset_s * 1e9)),
-        fault_(std::move(fault)) {
+        fault_(std::move(fault)),
+        hold_ns_(hold_ns) {
     receive();
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(socket_.local_endpoint().port()); }
@@ -135,7 +136,7 @@ class TestServer {
         for (std::size_t i = 0; i < 8; ++i) spec.origin = spec.origin << 8 | in_[40 + i];
         if (fault_ == "stratum16") spec.stratum = 16;
         spec.receive = real_now() + offset_ns_;
-        spec.transmit = spec.receive + 1000;
+        spec.transmit = spec.receive + hold_ns_;
         out_ = make_reply(spec);
         socket_.send_to(asio::buffer(out_), peer_);
       }
@@ -145,6 +146,7 @@ class TestServer {
   asio::ip::udp::socket socket_;
   std::int64_t offset_ns_;
   std::string fault_;
+  std::int64_t hold_ns_;
   std::array<std::uint8_t, 512> in_{};
   std::array<std::uint8_t, 48> out_{};
   asio::ip::udp::endpoint peer_;
@@ -282,7 +284,39 @@ TEST_CASE("every validation rule refuses with its own reason", "[clock]") {
     sc.spec.receive = sc.spec.transmit = (floor_2025 + 16LL * 366 * 86400) * s_ns;
     refused(sc, "time beyond floor + 15 years");
   }
-  CHECK(reasons.size() == 12);
+  {
+    Scenario sc;
+    sc.spec.receive = sc.spec.transmit + 1'000'000;  // T2 after T3
+    CHECK(refused(sc, "transmit timestamp before receive timestamp").refusal ==
+          "transmit timestamp before receive timestamp");
+  }
+  {
+    Scenario sc;
+    sc.spec.receive = sc.spec.transmit - 3 * 86400 * s_ns;  // T2 three days before T3
+    auto v = refused(sc, "server held the request");
+    CHECK(v.refusal == "server held the request 2.59e+05 s (receive to transmit timestamp), more than 1 s");
+  }
+  {
+    Scenario sc;
+    sc.spec.receive = sc.spec.transmit - 500'000'000;  // held 0.5 s of a 20 ms round trip
+    CHECK(refused(sc, "negative delay").refusal ==
+          "negative delay -0.48 s: the server claims to have held the request longer than our round trip");
+  }
+  {
+    Scenario sc;
+    sc.ex.rtt_ns = 3 * s_ns;  // longer than the 2 s request timeout
+    auto v = refused(sc, "round trip 3 s, longer than the 2 s request timeout");
+    CHECK(v.spoofable);  // a late answer: keep waiting for a timely one
+  }
+  CHECK(reasons.size() == 16);
+}
+
+TEST_CASE("a reply with T3 a little after T2, within the round trip, is accepted", "[clock]") {
+  Scenario sc;
+  sc.spec.receive = sc.spec.transmit - 30'000'000;  // held 30 ms of a 20 ms round trip: rounding
+  auto v = sc.validate();
+  REQUIRE(v.sample);
+  CHECK(v.sample->delay_ns == 0);
 }
 
 TEST_CASE("NTP eras unwrap relative to the floor", "[clock]") {
@@ -320,6 +354,21 @@ TEST_CASE("the chosen offset is the median of the agreeing sources", "[clock]") 
   CHECK(sel.agreeing.size() == 3);
   CHECK(sel.offset_ns == 250'000'000);
   CHECK(describe(r, sel, "") == "3/3 sources agree, offset +0.250 s; ignored: d: stratum 16");
+}
+
+TEST_CASE("one server listed twice is one source", "[clock]") {
+  auto at = [](SourceResult r, const char* address) {
+    r.address = address;
+    return r;
+  };
+  std::vector<SourceResult> twice = {at(good("a", 0.0), "10.0.0.1:123"), at(good("a again", 0.0), "10.0.0.1:123")};
+  auto sel = select_sources(twice, 2, 0.5);
+  CHECK_FALSE(sel.ok);
+  CHECK(sel.reason == "1 good source of 2 needed (servers at one address count once)");
+  twice.push_back(at(good("b", 0.0), "10.0.0.2:123"));
+  sel = select_sources(twice, 2, 0.5);
+  CHECK(sel.ok);
+  CHECK(sel.distinct_agreeing == 2);
 }
 
 TEST_CASE("selection fails without enough good or agreeing sources", "[clock]") {
@@ -397,6 +446,24 @@ TEST_CASE("the floor is the newest of build, state file and manifest", "[clock]"
     auto g = compute_floor(floor_2025, state, 0);
     CHECK(g.unix_s == floor_2025);
     CHECK(g.note.find("more than 15 years") != std::string::npos);
+  }
+  SECTION("a saved time far past the build floor is ignored unless a signed manifest vouches for it") {
+    std::int64_t ten_years = floor_2025 + 10LL * 365 * 86400;
+    write_state_file(state, ten_years);
+    auto f = compute_floor(floor_2025, state, 0);
+    CHECK(f.unix_s == floor_2025);
+    CHECK(f.source == "build");
+    CHECK(f.note == "state file " + state + " ignored: " + std::to_string(ten_years) +
+                        " is more than 400 days past the build floor (" + std::to_string(floor_2025) +
+                        "); a newer signed manifest raises that bound");
+    // A manifest signed a little before the saved time makes it believable.
+    auto g = compute_floor(floor_2025, state, ten_years - 30 * 86400);
+    CHECK(g.unix_s == ten_years);
+    CHECK(g.source == "state file");
+    CHECK(g.note.empty());
+    // Within 400 days of the build floor a saved time is used as before.
+    write_state_file(state, floor_2025 + 399LL * 86400);
+    CHECK(compute_floor(floor_2025, state, 0).unix_s == floor_2025 + 399LL * 86400);
   }
 }
 
@@ -619,4 +686,56 @@ TEST_CASE("the gate refuses every server behind the daemon's extra floor", "[clo
   CHECK(result->floor.unix_s == manifest_time);
   CHECK(result->floor.source == "manifest");
   CHECK(clock.sets.empty());
+}
+
+TEST_CASE("one server 14 years ahead, listed twice, neither sets the clock nor the saved floor", "[clock]") {
+  asio::io_context io;
+  TestServer ahead(io, 14.0 * 365 * 86400);
+  TempDir dir;
+  auto cfg = gate_config({ahead.address(), ahead.address()});  // min_sources 2
+  cfg.set_clock = true;
+  cfg.state_file = dir.path + "/clock";
+  FakeClock clock;
+  auto gate = make_clock_gate(cfg, 0, clock);
+  auto run = run_gate(io, *gate);
+  REQUIRE(run.outcome);
+  INFO(run.outcome->detail);
+  CHECK_FALSE(run.outcome->passed);
+  CHECK(run.outcome->detail.rfind("1 good source of 2 needed (servers at one address count once)", 0) == 0);
+  CHECK(clock.sets.empty());
+  CHECK_FALSE(read_state_file(cfg.state_file));
+}
+
+TEST_CASE("a single source may set the clock where policy allows, but not a floor years ahead", "[clock]") {
+  asio::io_context io;
+  TestServer ahead(io, 14.0 * 365 * 86400);
+  TempDir dir;
+  auto cfg = gate_config({ahead.address()});
+  cfg.min_sources = 1;  // the operator allows one source today
+  cfg.set_clock = true;
+  cfg.state_file = dir.path + "/clock";
+  FakeClock clock;
+  auto gate = make_clock_gate(cfg, 0, clock);
+  auto run = run_gate(io, *gate);
+  REQUIRE(run.outcome);
+  INFO(run.outcome->detail);
+  CHECK(run.outcome->passed);
+  CHECK(clock.sets.size() == 1);
+  CHECK(run.outcome->detail.find("clock stepped; state file not saved: the time is more than 400 days past the "
+                                 "build floor and signed manifest time") != std::string::npos);
+  CHECK_FALSE(read_state_file(cfg.state_file));
+}
+
+TEST_CASE("a server whose receive timestamp lies days before its transmit timestamp is refused", "[clock]") {
+  asio::io_context io;
+  TestServer a(io, 0), b(io, 0), odd(io, 0, "", 3 * 86400 * s_ns);  // T3 = T2 + 3 days
+  auto cfg = gate_config({a.address(), b.address(), odd.address()});
+  FakeClock clock;
+  auto gate = make_clock_gate(cfg, 0, clock);
+  auto run = run_gate(io, *gate);
+  REQUIRE(run.outcome);
+  INFO(run.outcome->detail);
+  CHECK(run.outcome->passed);
+  CHECK(run.outcome->detail.rfind("2/2 sources agree", 0) == 0);
+  CHECK(run.outcome->detail.find(odd.address() + ": server held the request") != std::string::npos);
 }

@@ -2,13 +2,17 @@
 // byte, so every build attribute and every kind of damage can be tested on
 // any machine (the same binary runs under qemu-arm1176).
 #include <elf.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <string>
 #include <utility>
 
 #include <boost/asio/io_context.hpp>
@@ -576,6 +580,80 @@ TEST_CASE("check_file reads regular files only, with a size cap", "[elf]") {
   auto missing = elf::check_file((dir.path / "nope").string(), Target::armv6);
   CHECK(missing.status == Status::unreadable);
   CHECK(elf::describe(missing, Target::armv6) == "cannot read: No such file or directory");
+}
+
+// VmHWM (peak resident set) of this process, in KiB; -1 if unknown.
+long peak_rss_kib() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+
+// How much a forked child's peak resident memory grows while it runs fn, in
+// KiB. The child resets its high-water mark first (clear_refs 5), so earlier
+// peaks of this test process cannot hide the growth.
+long child_peak_growth_kib(const std::function<void()>& fn) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    long growth = -1;
+    int fd = ::open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+    if (fd >= 0 && ::write(fd, "5", 1) == 1) {
+      long before = peak_rss_kib();
+      fn();
+      long after = peak_rss_kib();
+      if (before >= 0 && after >= 0) growth = after - before;
+    }
+    (void)!::write(fds[1], &growth, sizeof growth);
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  long growth = -1;
+  bool got = ::read(fds[0], &growth, sizeof growth) == static_cast<ssize_t>(sizeof growth);
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  REQUIRE(got);
+  return growth;
+}
+
+TEST_CASE("check_file reads headers and judged sections only: a 100 MiB ELF costs no 100 MiB", "[elf]") {
+  TempDir dir;
+  auto path = dir.write("big", arm_with_attributes(armv6kz_vfp()));
+  // Sparse padding behind the section headers: a valid 100 MiB file that
+  // takes no disk space.
+  REQUIRE(::truncate(path.c_str(), 100L * 1024 * 1024) == 0);
+  long growth = child_peak_growth_kib([&] { (void)elf::check_file(path, Target::armv6); });
+  INFO("peak RSS grew by " << growth << " KiB while judging a 100 MiB file");
+  REQUIRE(growth >= 0);
+  CHECK(growth < 16 * 1024);
+  CHECK(elf::check_file(path, Target::armv6).status == Status::runs);
+}
+
+TEST_CASE("a judged section too large to read is refused, not read", "[elf]") {
+  Bytes huge = armv6kz_vfp();
+  huge.resize(elf::max_section_bytes + 1);
+  CHECK(refusal(arm_with_attributes(huge), Status::malformed) ==
+        ".ARM.attributes is 1048577 bytes, more than the 1048576 elfcheck reads");
+}
+
+TEST_CASE("an I/O failure under the reader is unreadable, not malformed", "[elf]") {
+  // A reader whose file shrinks after its size was taken, as a file cut short mid-check.
+  struct Shrinking final : elf::Reader {
+    Bytes bytes = arm_with_attributes(armv6kz_vfp());
+    std::uint64_t size() const override { return bytes.size(); }
+    void read(std::uint64_t offset, std::span<std::uint8_t> out) const override {
+      if (offset + out.size() > 64) throw elf::ReadError("file shrank while being read");
+      std::memcpy(out.data(), bytes.data() + offset, out.size());
+    }
+  } file;
+  auto v = elf::check_elf(file, Target::armv6);
+  CHECK(v.status == Status::unreadable);
+  CHECK(v.detail == "file shrank while being read");
 }
 
 TEST_CASE("arch gate refuses an ARMv7 payload under target armv6, with the reason", "[elf]") {

@@ -12,6 +12,9 @@
 //   <- {"end":true}                                       (not sent when following)
 //   errors: {"ok":false,"error":"…"} and the connection is closed.
 // Requests longer than 4 KiB or not sent within 2 s are refused.
+// Every text field may carry bytes from outside (files, payload, peers): the
+// JSON writers replace invalid UTF-8 with U+FFFD, and the CLI's printers pass
+// text through text::printable (pisec/util.hpp) before it reaches a terminal.
 #include <utility>  // before Boost.Asio with GCC 12 + C++20
 
 #include <sys/types.h>
@@ -112,7 +115,7 @@ struct ClientError : std::runtime_error {
 
 struct StatusReply {
   status::Snapshot snapshot;
-  std::string json;  // the status object exactly as the daemon sent it
+  std::string json;  // the status object as the daemon sent it, re-serialised as ASCII-only JSON
 };
 StatusReply request_status(const std::string& socket_path,
                            std::chrono::milliseconds timeout = std::chrono::seconds(5));

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -22,6 +23,8 @@
 #include <condition_variable>
 #include <mutex>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "pisec/control.hpp"
 
@@ -524,4 +527,72 @@ TEST_CASE("a client that half-closes after its request still gets the answer", "
   std::string answer = read_all(fd);
   ::close(fd);
   CHECK(answer == "{\"ok\":true,\"status\":" + status::to_json(daemon.snap) + "}\n");
+}
+
+// ---- issue 8, item 6: bytes from outside never make status unavailable ---------
+
+namespace {
+// 0xFF, a lone continuation byte, an overlong '/', a 4-byte sequence cut short
+// in the middle and at the very end.
+const std::string invalid_utf8 = "sig \xff|cont \x80|overlong \xc0\xaf|cut \xf0\x9f\x98 end|\xf0\x9f\x98";
+const std::string fffd = "\xEF\xBF\xBD";
+const std::string repaired =
+    "sig " + fffd + "|cont " + fffd + "|overlong " + fffd + fffd + "|cut " + fffd + " end|" + fffd;
+}  // namespace
+
+TEST_CASE("invalid UTF-8 in a gate detail and a log line: status and logs stay valid JSON", "[control][utf8]") {
+  TempDir dir;
+  FakeDaemon daemon;
+  daemon.snap = sample_snapshot();
+  daemon.snap.state = "quarantined";
+  daemon.snap.gates.push_back({"integrity", "failed", "boot/MANIFEST.sig: " + invalid_utf8, 7});
+  daemon.snap.reload = {"rejected", invalid_utf8, 99};
+  daemon.ring.append(logs::Stream::payload_stdout, invalid_utf8, 1);
+  Loop loop;
+  auto opts = options_in(dir);
+  control::Server server(loop.io, opts, daemon);
+  Halt halt{loop};
+  loop.start();
+
+  control::StatusReply reply;
+  REQUIRE_NOTHROW(reply = control::request_status(opts.socket_path, 5s));
+  nlohmann::json j;
+  REQUIRE_NOTHROW(j = nlohmann::json::parse(reply.json));  // strict parser: valid UTF-8 JSON
+  CHECK(j["gates"][2]["detail"] == "boot/MANIFEST.sig: " + repaired);
+  CHECK(j["reload"]["detail"] == repaired);
+  CHECK(reply.snapshot.gates.at(2).detail == "boot/MANIFEST.sig: " + repaired);
+  CHECK(status::exit_code(reply.snapshot) == 2);  // quarantined, not "unreachable"
+  CHECK(std::all_of(reply.json.begin(), reply.json.end(),  // ASCII-only on the CLI side
+                    [](char c) { return static_cast<unsigned char>(c) < 0x80; }));
+
+  // The server's own bytes, as `nc -U` would see them, parse strictly too.
+  int fd = raw_connect(opts.socket_path);
+  REQUIRE(fd >= 0);
+  write_all(fd, "{\"cmd\":\"status\"}\n");
+  std::string raw = read_all(fd);
+  ::close(fd);
+  REQUIRE_NOTHROW(nlohmann::json::parse(raw));
+  CHECK(nlohmann::json::parse(raw)["ok"] == true);
+
+  std::vector<std::string> lines;
+  control::request_logs(opts.socket_path, {10, false}, [&](const logs::Entry& e) { lines.push_back(e.text); }, 5s);
+  CHECK(lines == std::vector<std::string>{repaired});
+}
+
+TEST_CASE("pisecd status text: no byte of a detail reaches the terminal as a control", "[control][utf8]") {
+  status::Snapshot s = sample_snapshot();
+  s.gates[0].detail = "title \x1b]0;pwned\x07 clear \x1b[2J csi \xc2\x9b" "2J bad \xff\nfake line";
+  s.reload = {"rejected", "\r\x1b[1A\x1b[2Kgate arch: passed", 5};
+  std::string out = status::to_text(s);
+  INFO(out);
+  CHECK(out.find('\x1b') == std::string::npos);
+  CHECK(out.find('\x07') == std::string::npos);
+  CHECK(out.find('\r') == std::string::npos);
+  CHECK(out.find("\xc2\x9b") == std::string::npos);
+  CHECK(out.find('\xff') == std::string::npos);
+  CHECK(out.find("fake line") != std::string::npos);
+  CHECK(out.find("\nfake line") == std::string::npos);  // a detail cannot start a line of its own
+  CHECK(out.find("  gate entropy: passed — title ?]0;pwned? clear ?[2J csi ?2J bad " + fffd + "?fake line (3 ms)\n") !=
+        std::string::npos);
+  CHECK(std::count(out.begin(), out.end(), '\n') == 7);  // head, 2 gates, firewall, payload, orphans, reload
 }

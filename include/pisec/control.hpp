@@ -11,7 +11,13 @@
 //   <- {"seq":…,"ts_ms":…,"stream":"stdout","line":"…"}   (one per entry, NDJSON)
 //   <- {"end":true}                                       (not sent when following)
 //   errors: {"ok":false,"error":"…"} and the connection is closed.
-// Requests longer than 4 KiB or not sent within 2 s are refused.
+// Requests longer than 4 KiB or not sent within 2 s are refused. When all
+// max_clients slots are taken, a new client still gets one: the oldest silent
+// client, else the oldest follower, else the oldest log dump is closed with
+// an error line, so `pisecd status` is always answered.
+// Every text field may carry bytes from outside (files, payload, peers): the
+// JSON writers replace invalid UTF-8 with U+FFFD, and the CLI's printers pass
+// text through text::printable (pisec/util.hpp) before it reaches a terminal.
 #include <utility>  // before Boost.Asio with GCC 12 + C++20
 
 #include <sys/types.h>
@@ -57,8 +63,8 @@ struct ServerOptions {
 
 struct ServerStats {
   std::size_t refused = 0;   // wrong peer credentials
-  std::size_t evicted = 0;   // idle clients closed to make room
-  std::size_t rejected = 0;  // turned away: all slots busy with real requests
+  std::size_t evicted = 0;   // silent clients, followers or log dumps closed to make room
+  std::size_t rejected = 0;  // turned away: every slot busy answering a status or error
   std::size_t timed_out = 0; // request or write deadline passed
 };
 
@@ -112,7 +118,7 @@ struct ClientError : std::runtime_error {
 
 struct StatusReply {
   status::Snapshot snapshot;
-  std::string json;  // the status object exactly as the daemon sent it
+  std::string json;  // the status object as the daemon sent it, re-serialised as ASCII-only JSON
 };
 StatusReply request_status(const std::string& socket_path,
                            std::chrono::milliseconds timeout = std::chrono::seconds(5));

@@ -1,9 +1,11 @@
 // `pisecd status` and `pisecd logs`: the clients of the control socket.
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "pisec/cli.hpp"
 #include "pisec/config.hpp"
 #include "pisec/control.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::cli {
 namespace {
@@ -20,6 +22,15 @@ std::optional<std::string> socket_path_from(Args& args) {
   auto cfg = load_config(*config_file);
   if (!cfg) return std::nullopt;
   return cfg->daemon.control_socket;
+}
+
+// A ClientError may quote the daemon's (or an impostor's) answer.
+void print_error(const control::ClientError& e) { std::cerr << "pisecd: " << text::printable(e.what()) << '\n'; }
+
+// One NDJSON line with every non-ASCII character escaped: valid JSON that
+// cannot carry a C1 control to the terminal.
+std::string ascii_ndjson(const logs::Entry& e) {
+  return nlohmann::ordered_json::parse(logs::to_ndjson(e)).dump(-1, ' ', true) + '\n';
 }
 
 void no_arguments_left(const Args& args) {
@@ -42,7 +53,7 @@ int cmd_status(const Args& in) {
     else std::cout << status::to_text(reply.snapshot);
     return status::exit_code(reply.snapshot);
   } catch (const control::ClientError& e) {
-    std::cerr << "pisecd: " << e.what() << '\n';
+    print_error(e);
     return exit_unreachable;
   }
 }
@@ -63,14 +74,14 @@ int cmd_logs(const Args& in) {
   no_arguments_left(args);
   try {
     control::request_logs(path, request, [&](const logs::Entry& e) {
-      if (as_json) std::cout << logs::to_ndjson(e);
-      else std::cout << logs::to_text(e) << '\n';
+      if (as_json) std::cout << ascii_ndjson(e);
+      else std::cout << text::printable(logs::to_text(e)) << '\n';
       if (request.follow) std::cout.flush();
     });
     return 0;
   } catch (const control::ClientError& e) {
     std::cout.flush();
-    std::cerr << "pisecd: " << e.what() << '\n';
+    print_error(e);
     return exit_unreachable;
   }
 }

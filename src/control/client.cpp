@@ -142,7 +142,9 @@ StatusReply request_status(const std::string& socket_path, std::chrono::millisec
   if (!j.contains("ok") || j["ok"] != true || !j.contains("status") || !j["status"].is_object())
     throw ClientError("malformed answer from daemon at " + socket_path + ": no status object");
   StatusReply reply;
-  reply.json = j["status"].dump();
+  // ASCII only (\uXXXX escapes): `status --json` on a terminal then carries
+  // no C1 control a payload or file put into a detail.
+  reply.json = j["status"].dump(-1, ' ', true);
   try {
     reply.snapshot = status::from_json(reply.json);
   } catch (const std::exception& e) {

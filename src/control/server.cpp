@@ -222,8 +222,30 @@ class Session : public std::enable_shared_from_this<Session> {
   Session(std::shared_ptr<Server::Core> core, stream_protocol::socket socket)
       : core_(std::move(core)), socket_(std::move(socket)), deadline_(core_->io) {}
 
-  bool awaiting_request() const { return phase_ == Phase::reading; }
   bool following() const { return phase_ == Phase::logs && follow_; }
+
+  // Who makes room when the table is full, lowest first: a client that has
+  // not sent its request (0), a follower (1), a log dump still being written
+  // (2). A status answer or an error line in flight is never evicted (nullopt):
+  // both are one small write that ends the session.
+  std::optional<int> eviction_rank() const {
+    if (phase_ == Phase::reading) return 0;
+    if (phase_ == Phase::logs) return follow_ ? 1 : 2;
+    return std::nullopt;
+  }
+
+  // Closes the session to make room, telling the client why when no write is
+  // in flight (a line cut short would be worse than none).
+  void evict(std::string_view why) {
+    if (phase_ == Phase::closed) return;
+    if (!writing_) {
+      boost::system::error_code ignored;
+      socket_.non_blocking(true, ignored);
+      std::string line = error_line(why);
+      socket_.write_some(asio::buffer(line), ignored);
+    }
+    close();
+  }
 
   void start() {
     arm_deadline(core_->options.request_timeout);
@@ -513,18 +535,28 @@ void Server::Core::on_accepted(stream_protocol::socket socket) {
     return;
   }
   if (sessions.size() >= options.max_clients) {
-    // Full: the oldest client that has not sent its request yet makes room,
-    // so idle connections can never lock out `pisecd status`.
-    auto idle = std::find_if(sessions.begin(), sessions.end(),
-                             [](const std::shared_ptr<Session>& s) { return s->awaiting_request(); });
-    if (idle == sessions.end()) {
+    // Full: the newcomer may be root's `pisecd status`, so it always gets a
+    // slot while any session is evictable. The oldest of the lowest rank goes:
+    // silent clients first, then followers (`logs -f` can reconnect), then log
+    // dumps, so neither idle peers nor followers nor slow readers lock it out.
+    std::shared_ptr<Session> victim;
+    int victim_rank = 0;
+    for (const auto& s : sessions) {
+      auto rank = s->eviction_rank();
+      if (rank && (!victim || *rank < victim_rank)) {
+        victim = s;
+        victim_rank = *rank;
+      }
+    }
+    if (!victim) {
       ++stats.rejected;
-      refuse(socket, "too many clients");
+      refuse(socket, "too many clients: all " + std::to_string(options.max_clients) +
+                         " control slots are answering requests; try again");
       return;
     }
     ++stats.evicted;
-    std::shared_ptr<Session> victim = *idle;
-    victim->close();
+    victim->evict("closed to make room for a new client: all " + std::to_string(options.max_clients) +
+                  " control slots were in use; reconnect");
   }
   auto session = std::make_shared<Session>(shared_from_this(), std::move(socket));
   sessions.push_back(session);

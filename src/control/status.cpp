@@ -1,5 +1,7 @@
 #include "pisec/status.hpp"
 
+#include "pisec/util.hpp"
+
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
@@ -31,7 +33,9 @@ std::string to_json(const Snapshot& s) {
       {"reaped_orphans", s.reaped_orphans},
       {"reload", {{"result", s.reload.result}, {"detail", s.reload.detail}, {"at_ms", s.reload.at_ms}}},
   };
-  return j.dump();
+  // Details quote files and payload output: invalid UTF-8 must not make the
+  // whole answer fail (a tampered card would look like a dead daemon).
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 Snapshot from_json(const std::string& text) {
@@ -73,16 +77,19 @@ int exit_code(const Snapshot& s) {
 }
 
 std::string to_text(const Snapshot& s) {
+  // Every string field through printable: none may drive the terminal or
+  // start a line of its own.
+  const auto p = [](const std::string& field) { return text::printable(field); };
   std::ostringstream out;
-  out << "pisecd " << s.version << ": " << s.state << " (up " << s.uptime_ms / 1000 << " s)\n";
+  out << "pisecd " << p(s.version) << ": " << p(s.state) << " (up " << s.uptime_ms / 1000 << " s)\n";
   for (const auto& g : s.gates) {
-    out << "  gate " << g.name << ": " << g.status;
-    if (!g.detail.empty()) out << " — " << g.detail;
+    out << "  gate " << p(g.name) << ": " << p(g.status);
+    if (!g.detail.empty()) out << " — " << p(g.detail);
     out << " (" << g.duration_ms << " ms)\n";
   }
-  out << "  firewall: " << s.firewall.mode << (s.firewall.verified ? ", verified" : ", not verified");
-  if (!s.firewall.digest.empty()) out << ", " << s.firewall.digest;
-  out << "\n  payload: " << s.payload.state;
+  out << "  firewall: " << p(s.firewall.mode) << (s.firewall.verified ? ", verified" : ", not verified");
+  if (!s.firewall.digest.empty()) out << ", " << p(s.firewall.digest);
+  out << "\n  payload: " << p(s.payload.state);
   if (s.payload.pid > 0) out << ", pid " << s.payload.pid;
   out << ", " << s.payload.restarts << " restart(s)";
   if (s.payload.last_exit.at_ms > 0) {
@@ -92,8 +99,8 @@ std::string to_text(const Snapshot& s) {
   }
   out << "\n  reaped orphans: " << s.reaped_orphans << '\n';
   if (s.reload.result != "none") {
-    out << "  last reload: " << s.reload.result;
-    if (!s.reload.detail.empty()) out << " — " << s.reload.detail;
+    out << "  last reload: " << p(s.reload.result);
+    if (!s.reload.detail.empty()) out << " — " << p(s.reload.detail);
     out << '\n';
   }
   return out.str();

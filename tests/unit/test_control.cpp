@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -22,6 +23,8 @@
 #include <condition_variable>
 #include <mutex>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "pisec/control.hpp"
 
@@ -524,4 +527,218 @@ TEST_CASE("a client that half-closes after its request still gets the answer", "
   std::string answer = read_all(fd);
   ::close(fd);
   CHECK(answer == "{\"ok\":true,\"status\":" + status::to_json(daemon.snap) + "}\n");
+}
+
+// ---- issue 8, item 6: bytes from outside never make status unavailable ---------
+
+namespace {
+// 0xFF, a lone continuation byte, an overlong '/', a 4-byte sequence cut short
+// in the middle and at the very end.
+const std::string invalid_utf8 = "sig \xff|cont \x80|overlong \xc0\xaf|cut \xf0\x9f\x98 end|\xf0\x9f\x98";
+const std::string fffd = "\xEF\xBF\xBD";
+const std::string repaired =
+    "sig " + fffd + "|cont " + fffd + "|overlong " + fffd + fffd + "|cut " + fffd + " end|" + fffd;
+}  // namespace
+
+TEST_CASE("invalid UTF-8 in a gate detail and a log line: status and logs stay valid JSON", "[control][utf8]") {
+  TempDir dir;
+  FakeDaemon daemon;
+  daemon.snap = sample_snapshot();
+  daemon.snap.state = "quarantined";
+  daemon.snap.gates.push_back({"integrity", "failed", "boot/MANIFEST.sig: " + invalid_utf8, 7});
+  daemon.snap.reload = {"rejected", invalid_utf8, 99};
+  daemon.ring.append(logs::Stream::payload_stdout, invalid_utf8, 1);
+  Loop loop;
+  auto opts = options_in(dir);
+  control::Server server(loop.io, opts, daemon);
+  Halt halt{loop};
+  loop.start();
+
+  control::StatusReply reply;
+  REQUIRE_NOTHROW(reply = control::request_status(opts.socket_path, 5s));
+  nlohmann::json j;
+  REQUIRE_NOTHROW(j = nlohmann::json::parse(reply.json));  // strict parser: valid UTF-8 JSON
+  CHECK(j["gates"][2]["detail"] == "boot/MANIFEST.sig: " + repaired);
+  CHECK(j["reload"]["detail"] == repaired);
+  CHECK(reply.snapshot.gates.at(2).detail == "boot/MANIFEST.sig: " + repaired);
+  CHECK(status::exit_code(reply.snapshot) == 2);  // quarantined, not "unreachable"
+  CHECK(std::all_of(reply.json.begin(), reply.json.end(),  // ASCII-only on the CLI side
+                    [](char c) { return static_cast<unsigned char>(c) < 0x80; }));
+
+  // The server's own bytes, as `nc -U` would see them, parse strictly too.
+  int fd = raw_connect(opts.socket_path);
+  REQUIRE(fd >= 0);
+  write_all(fd, "{\"cmd\":\"status\"}\n");
+  std::string raw = read_all(fd);
+  ::close(fd);
+  REQUIRE_NOTHROW(nlohmann::json::parse(raw));
+  CHECK(nlohmann::json::parse(raw)["ok"] == true);
+
+  std::vector<std::string> lines;
+  control::request_logs(opts.socket_path, {10, false}, [&](const logs::Entry& e) { lines.push_back(e.text); }, 5s);
+  CHECK(lines == std::vector<std::string>{repaired});
+}
+
+TEST_CASE("pisecd status text: no byte of a detail reaches the terminal as a control", "[control][utf8]") {
+  status::Snapshot s = sample_snapshot();
+  s.gates[0].detail = "title \x1b]0;pwned\x07 clear \x1b[2J csi \xc2\x9b" "2J bad \xff\nfake line";
+  s.reload = {"rejected", "\r\x1b[1A\x1b[2Kgate arch: passed", 5};
+  std::string out = status::to_text(s);
+  INFO(out);
+  CHECK(out.find('\x1b') == std::string::npos);
+  CHECK(out.find('\x07') == std::string::npos);
+  CHECK(out.find('\r') == std::string::npos);
+  CHECK(out.find("\xc2\x9b") == std::string::npos);
+  CHECK(out.find('\xff') == std::string::npos);
+  CHECK(out.find("fake line") != std::string::npos);
+  CHECK(out.find("\nfake line") == std::string::npos);  // a detail cannot start a line of its own
+  CHECK(out.find("  gate entropy: passed — title ?]0;pwned? clear ?[2J csi ?2J bad " + fffd + "?fake line (3 ms)\n") !=
+        std::string::npos);
+  CHECK(std::count(out.begin(), out.end(), '\n') == 7);  // head, 2 gates, firewall, payload, orphans, reload
+}
+
+// ---- issue 8, item 7: no number of clients locks out `pisecd status` --------------
+
+namespace {
+// A raw follower: sends the request, waits for the header line.
+int connect_follower(const std::string& path) {
+  int fd = raw_connect(path);
+  if (fd < 0) return -1;
+  write_all(fd, "{\"cmd\":\"logs\",\"n\":0,\"follow\":true}\n");
+  char buf[512];
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, 5000) <= 0 || ::read(fd, buf, sizeof buf) <= 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+std::size_t clients_of(Loop& loop, control::Server& server) {
+  std::size_t n = 0;
+  loop.run_sync([&] { n = server.client_count(); });
+  return n;
+}
+}  // namespace
+
+TEST_CASE("a table full of followers: status is still answered, the oldest follower is told why", "[control][clients]") {
+  TempDir dir;
+  FakeDaemon daemon;
+  daemon.snap = sample_snapshot();
+  Loop loop;
+  auto opts = options_in(dir);
+  control::Server server(loop.io, opts, daemon);
+  Halt halt{loop};
+  loop.start();
+
+  std::vector<int> followers;
+  for (std::size_t i = 0; i < opts.max_clients; ++i) {
+    int fd = connect_follower(opts.socket_path);
+    REQUIRE(fd >= 0);
+    followers.push_back(fd);
+  }
+  REQUIRE(clients_of(loop, server) == opts.max_clients);
+
+  for (int round = 0; round < 3; ++round) {
+    auto t0 = std::chrono::steady_clock::now();
+    std::string answer;
+    try {
+      answer = control::request_status(opts.socket_path, 5s).snapshot.state;
+    } catch (const control::ClientError& e) {
+      answer = e.what();
+    }
+    CHECK(answer == "running");
+    CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+    int fd = connect_follower(opts.socket_path);  // fill the table again
+    REQUIRE(fd >= 0);
+    followers.push_back(fd);
+  }
+  // The three oldest followers made room, each with a reason; the rest still follow.
+  for (int i = 0; i < 3; ++i) {
+    std::string last = read_all(followers[static_cast<std::size_t>(i)]);
+    CHECK(last.rfind("{\"ok\":false,\"error\":\"closed to make room", 0) == 0);
+  }
+  control::ServerStats stats;
+  loop.run_sync([&] {
+    stats = server.stats();
+    daemon.ring.append(logs::Stream::payload_stdout, "still following", 1);
+  });
+  CHECK(stats.evicted == 3);
+  CHECK(stats.rejected == 0);
+  pollfd p{followers.back(), POLLIN, 0};
+  REQUIRE(::poll(&p, 1, 5000) == 1);
+  char buf[512] = {};
+  CHECK(::read(followers.back(), buf, sizeof buf - 1) > 0);
+  CHECK(std::string(buf).find("still following") != std::string::npos);
+  for (int fd : followers) ::close(fd);
+}
+
+TEST_CASE("a table full of silent connections: status answered, the idle deadline clears them", "[control][clients]") {
+  TempDir dir;
+  FakeDaemon daemon;
+  daemon.snap = sample_snapshot();
+  Loop loop;
+  auto opts = options_in(dir);
+  opts.request_timeout = 1000ms;
+  control::Server server(loop.io, opts, daemon);
+  Halt halt{loop};
+  loop.start();
+
+  std::vector<int> silent;
+  for (std::size_t i = 0; i < opts.max_clients; ++i) {
+    int fd = raw_connect(opts.socket_path);
+    REQUIRE(fd >= 0);
+    silent.push_back(fd);
+  }
+  for (int i = 0; i < 50 && clients_of(loop, server) < opts.max_clients; ++i) std::this_thread::sleep_for(10ms);
+  REQUIRE(clients_of(loop, server) == opts.max_clients);
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(control::request_status(opts.socket_path, 5s).snapshot.payload.pid == 4242);
+  CHECK(std::chrono::steady_clock::now() - t0 < 1s);  // did not wait for the idle deadline
+  // The oldest silent peer made room (and was told); the rest go at request_timeout.
+  CHECK(read_all(silent[0]).rfind("{\"ok\":false,\"error\":\"closed to make room", 0) == 0);
+  std::this_thread::sleep_for(1500ms);
+  CHECK(clients_of(loop, server) == 0);
+  control::ServerStats stats;
+  loop.run_sync([&] { stats = server.stats(); });
+  CHECK(stats.timed_out == opts.max_clients - 1);
+  for (int fd : silent) ::close(fd);
+}
+
+namespace {
+struct BigRingDaemon : FakeDaemon {
+  logs::LogRing big{16 * 1024 * 1024};
+  logs::LogRing& log_ring() override { return big; }
+};
+}  // namespace
+
+TEST_CASE("a table full of log dumps nobody reads: status is still answered", "[control][clients]") {
+  TempDir dir;
+  BigRingDaemon daemon;
+  daemon.snap = sample_snapshot();
+  std::string line(1000, 'x');
+  for (int i = 0; i < 8000; ++i) daemon.big.append(logs::Stream::payload_stdout, line, i);
+  Loop loop;
+  auto opts = options_in(dir);
+  control::Server server(loop.io, opts, daemon);
+  Halt halt{loop};
+  loop.start();
+
+  std::vector<int> readers;
+  for (std::size_t i = 0; i < opts.max_clients; ++i) {
+    int fd = raw_connect(opts.socket_path);
+    REQUIRE(fd >= 0);
+    write_all(fd, "{\"cmd\":\"logs\",\"n\":100000}\n");  // 8 MB each, never read
+    readers.push_back(fd);
+  }
+  std::this_thread::sleep_for(200ms);
+  REQUIRE(clients_of(loop, server) == opts.max_clients);
+  std::string answer;
+  try {
+    answer = control::request_status(opts.socket_path, 5s).snapshot.state;
+  } catch (const control::ClientError& e) {
+    answer = e.what();
+  }
+  CHECK(answer == "running");
+  for (int fd : readers) ::close(fd);
 }

@@ -1,0 +1,53 @@
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "pisec/util.hpp"
+
+using namespace pisec;
+
+namespace {
+const std::string fffd = "\xEF\xBF\xBD";
+// What nlohmann's replacing serialiser makes of a string (the JSON boundary).
+std::string via_json(const std::string& s) {
+  return nlohmann::json::parse(nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
+      .get<std::string>();
+}
+}  // namespace
+
+TEST_CASE("valid_utf8: each ill-formed subpart becomes one U+FFFD, as the JSON writer does", "[util][utf8]") {
+  struct Case {
+    std::string in, out;
+  };
+  const Case cases[] = {
+      {"plain ascii", "plain ascii"},
+      {"caf\xc3\xa9 \xe2\x80\x94 \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x80\x94 \xf0\x9f\x98\x80"},  // kept
+      {"a\xff" "b", "a" + fffd + "b"},
+      {"lone \x80 cont", "lone " + fffd + " cont"},
+      {"overlong \xc0\xaf", "overlong " + fffd + fffd},
+      {"overlong3 \xe0\x80\xaf", "overlong3 " + fffd + fffd + fffd},
+      {"surrogate \xed\xa0\x80", "surrogate " + fffd + fffd + fffd},
+      {"too big \xf4\x90\x80\x80", "too big " + fffd + fffd + fffd + fffd},
+      {"cut \xf0\x9f\x98 end", "cut " + fffd + " end"},
+      {"cut at end \xf0\x9f\x98", "cut at end " + fffd},
+      {"cut then lead \xe2\x80\xc3\xa9", "cut then lead " + fffd + "\xc3\xa9"},
+      {std::string("nul\0in", 6), std::string("nul\0in", 6)},
+  };
+  for (const auto& c : cases) {
+    INFO(c.in);
+    CHECK(text::valid_utf8(c.in) == c.out);
+    CHECK(via_json(c.in) == c.out);
+  }
+}
+
+TEST_CASE("printable: controls become '?', tab stays, text and U+FFFD otherwise as valid_utf8", "[util][utf8]") {
+  CHECK(text::printable("a\tb") == "a\tb");
+  CHECK(text::printable("\x1b]0;pwned\x07") == "?]0;pwned?");
+  CHECK(text::printable("\x1b[2J\r\n") == "?[2J??");
+  CHECK(text::printable(std::string("\0\x7f", 2)) == "??");
+  CHECK(text::printable("c1 \xc2\x9b" "2J \xc2\x9d" "0;x \xc2\x85") == "c1 ?2J ?0;x ?");
+  CHECK(text::printable("nbsp \xc2\xa0 ok") == "nbsp \xc2\xa0 ok");  // U+00A0 is not a control
+  CHECK(text::printable("raw csi \x9b" "2J") == "raw csi " + fffd + "2J");
+  CHECK(text::printable("caf\xc3\xa9 \xff") == "caf\xc3\xa9 " + fffd);
+}

@@ -28,6 +28,7 @@
 #include "pisec/privileges.hpp"
 #include "pisec/status.hpp"
 #include "pisec/supervisor.hpp"
+#include "pisec/util.hpp"
 #include "pisec/version.hpp"
 #include "wiring.hpp"
 
@@ -278,8 +279,9 @@ class Daemon : public Wiring::Host {
 
   void console_gate(const status::Gate& g, const char* mark) {
     // OpenRC style: one line per gate, result at the end.
+    // The detail quotes files from the card: never raw to the console.
     std::cout << " * gate " << g.name << ": " << g.status;
-    if (!g.detail.empty()) std::cout << " (" << g.detail << ")";
+    if (!g.detail.empty()) std::cout << " (" << text::printable(g.detail) << ")";
     std::cout << " [ " << mark << " ]" << std::endl;
     event("gate " + g.name + ": " + g.status + (g.detail.empty() ? "" : ": " + g.detail));
   }

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SYSROOT=$ROOT/build/sysroot-armel
-STAMP_VERSION=3
+STAMP_VERSION=4
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -22,11 +22,11 @@ HOST_PACKAGES=(
   signify-openbsd hyperfine tini                     # cross-checks and benchmarks
   jq python3 util-linux time                         # tests: status JSON, socket floods, setpriv, peak RSS
   libseccomp-dev libcap-dev libnftnl-dev libmnl-dev libboost1.74-dev libssl-dev
-  libc-ares-dev catch2 libtomlplusplus-dev nlohmann-json3-dev
+  libc-ares-dev libre2-dev catch2 libtomlplusplus-dev nlohmann-json3-dev
 )
 # armel (ARMv5TE-baseline) -dev packages unpacked into the sysroot; static
 # archives only are linked. Runtime packages carry nothing we link statically.
-ARMEL_PACKAGES=(libssl-dev libseccomp-dev libcap-dev libnftnl-dev libc-ares-dev)
+ARMEL_PACKAGES=(libssl-dev libseccomp-dev libcap-dev libnftnl-dev libc-ares-dev libre2-dev)
 # bookworm's libmnl-dev has no libmnl.a: the trixie package does.
 TRIXIE_ARMEL_PACKAGES=(libmnl-dev)
 
@@ -107,7 +107,7 @@ done
 # Dev packages point their .so symlinks at runtime packages we did not unpack;
 # drop them so nothing can link dynamically by accident.
 find "$SYSROOT.tmp" -name '*.so' -type l -delete
-for lib in libssl.a libcrypto.a libseccomp.a libcap.a libnftnl.a libmnl.a libcares.a; do
+for lib in libssl.a libcrypto.a libseccomp.a libcap.a libnftnl.a libmnl.a libcares.a libre2.a; do
   [ -f "$SYSROOT.tmp/usr/lib/arm-linux-gnueabi/$lib" ] || { log "armel sysroot lacks $lib"; exit 1; }
 done
 echo "$stamp_content" > "$SYSROOT.tmp/.stamp"

@@ -121,6 +121,10 @@ struct Logs {
   bool stderr_copy = true;  // TOML key: "stderr"
   bool syslog = false;
   std::size_t max_line_bytes = 4096;
+  // Copy to stderr/syslog: at most stderr_burst lines per stderr_interval_s
+  // per payload stream (the ring still gets every line).
+  std::size_t stderr_burst = 1000;
+  int stderr_interval_s = 30;
 };
 
 struct Mux {

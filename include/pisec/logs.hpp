@@ -10,12 +10,15 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "pisec/config.hpp"
+
+namespace re2 {
+class RE2;
+}
 
 namespace pisec::logs {
 
@@ -30,8 +33,9 @@ inline constexpr std::string_view truncated_marker = " [truncated]";
 // Removes secrets from lines. Built-ins: Authorization header values,
 // password/passwd/secret/token values (key=value, key: value, query strings,
 // JSON), Bearer tokens, URL userinfo passwords, PEM private-key blocks (across
-// lines); plus the configured ECMAScript regexes. Each match becomes
-// "[REDACTED]".
+// lines); plus the configured regexes. Each match becomes "[REDACTED]".
+// Every pattern, built-in or user's, is RE2 (bytes, Latin-1): matching is
+// linear in the line, so no pattern can make a payload line stall the loop.
 class Redactor {
  public:
   // Per-stream state: inside a PEM private-key block every line is redacted
@@ -43,21 +47,19 @@ class Redactor {
   // Throws std::runtime_error naming the pattern if one does not compile
   // (the config loader has validated them already).
   explicit Redactor(const std::vector<std::string>& user_patterns = {});
+  ~Redactor();
+  Redactor(Redactor&&) noexcept;
+  Redactor& operator=(Redactor&&) noexcept;
 
   std::string redact(std::string_view line, StreamState& state) const;
 
  private:
-  struct UserPattern {
-    std::regex re;
-    std::string required;  // literal every match starts with ("" = unknown)
-  };
-  std::vector<UserPattern> user_;
+  std::vector<std::unique_ptr<re2::RE2>> user_;
 };
 
-// The literal text every match of an ECMAScript pattern must begin with, or ""
-// when that cannot be told simply (alternation, leading class or group, ...).
-// Lets the redactor skip std::regex on lines that cannot match.
-std::string required_prefix(std::string_view pattern);
+// RE2's reason why a redact pattern does not compile, or "" if it does (with
+// the options the Redactor uses). RE2 has no backreferences or lookaround.
+std::string pattern_error(const std::string& pattern);
 
 // Bytes from a pipe -> complete lines. A line longer than max_line_bytes is
 // cut there, marked with " [truncated]", and the rest of it up to the next
@@ -148,16 +150,46 @@ Entry from_ndjson(std::string_view line);
 // "2024-05-01T12:00:00.123Z stdout: line" (UTC; the device has no RTC zone).
 std::string to_text(const Entry& entry);
 
+// Caps the copy of one payload stream to the sinks the way journald's
+// RateLimitIntervalSec/RateLimitBurst do: at most `burst` lines per interval;
+// the rest is counted and reported once when a later interval starts. Plain
+// data over times passed in: no timer of its own.
+class CopyLimiter {
+ public:
+  CopyLimiter(std::size_t burst, std::int64_t interval_ms);
+  struct Verdict {
+    bool copy = false;
+    // Set when an interval with suppressed lines has ended: report it first.
+    std::optional<std::string> summary;
+  };
+  Verdict line(std::size_t bytes, std::int64_t now_ms, std::string_view stream_name);
+  // The summary, if an interval with suppressed lines has ended by now.
+  std::optional<std::string> due(std::int64_t now_ms, std::string_view stream_name);
+  // The summary of what was suppressed so far (and forgets it), even if the
+  // interval is still running: for the end of a stream.
+  std::optional<std::string> flush(std::int64_t now_ms, std::string_view stream_name);
+
+ private:
+  std::optional<std::string> summary(std::int64_t now_ms, std::string_view stream_name);
+  std::size_t burst_;
+  std::int64_t interval_ms_;
+  std::optional<std::int64_t> window_start_;
+  std::size_t copied_ = 0;
+  std::uint64_t suppressed_lines_ = 0, suppressed_bytes_ = 0;
+};
+
 // The whole pipeline the daemon owns: one assembler and redaction state per
 // stream, the redactor, the ring and the configured sinks.
 class Logger {
  public:
-  using Clock = std::function<std::int64_t()>;  // unix time in ms
+  using Clock = std::function<std::int64_t()>;  // ms; unix time, or monotonic
 
   // Sinks from cfg.stderr_copy / cfg.syslog.
   explicit Logger(const config::Logs& cfg);
-  // Explicit sinks and clock (tests).
-  Logger(const config::Logs& cfg, std::vector<std::unique_ptr<Sink>> sinks, Clock clock);
+  // Explicit sinks and clocks (tests). `clock` stamps entries (unix ms);
+  // `monotonic` drives the copy rate limit (CLOCK_MONOTONIC when null).
+  Logger(const config::Logs& cfg, std::vector<std::unique_ptr<Sink>> sinks, Clock clock,
+         Clock monotonic = nullptr);
 
   // Bytes read from the payload's stdout or stderr pipe.
   void feed(Stream stream, std::string_view bytes);
@@ -174,14 +206,17 @@ class Logger {
   struct PerStream {
     LineAssembler assembler;
     Redactor::StreamState state;
+    CopyLimiter limiter;
   };
   PerStream& per_stream(Stream s);
-  void store(Stream stream, std::string_view line, Redactor::StreamState& state);
+  void store(Stream stream, std::string_view line, PerStream& ps);
+  void copy_summary(const std::string& text);
 
   Redactor redactor_;
   LogRing ring_;
   std::vector<std::unique_ptr<Sink>> sinks_;
   Clock clock_;
+  Clock monotonic_;
   PerStream out_, err_, daemon_;
 };
 

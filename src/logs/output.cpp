@@ -2,6 +2,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -59,6 +60,11 @@ std::int64_t system_now_ms() {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
+std::int64_t monotonic_now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
 }  // namespace
 
 std::unique_ptr<Sink> make_stderr_sink(int fd) { return std::make_unique<StderrSink>(fd); }
@@ -105,6 +111,52 @@ std::string to_text(const Entry& e) {
   return out;
 }
 
+// ---- CopyLimiter -----------------------------------------------------------
+
+CopyLimiter::CopyLimiter(std::size_t burst, std::int64_t interval_ms)
+    : burst_(burst), interval_ms_(std::max<std::int64_t>(interval_ms, 1)) {}
+
+CopyLimiter::Verdict CopyLimiter::line(std::size_t bytes, std::int64_t now_ms, std::string_view stream_name) {
+  Verdict v;
+  // A window starts with the first line after the previous one ran out, as
+  // journald's; a clock stepping backwards (it should not) also starts one.
+  if (!window_start_ || now_ms - *window_start_ >= interval_ms_ || now_ms < *window_start_) {
+    v.summary = summary(now_ms, stream_name);
+    window_start_ = now_ms;
+    copied_ = 0;
+  }
+  if (copied_ < burst_) {
+    ++copied_;
+    v.copy = true;
+  } else {
+    ++suppressed_lines_;
+    suppressed_bytes_ += bytes;
+  }
+  return v;
+}
+
+std::optional<std::string> CopyLimiter::due(std::int64_t now_ms, std::string_view stream_name) {
+  if (!window_start_ || (now_ms - *window_start_ < interval_ms_ && now_ms >= *window_start_)) return std::nullopt;
+  return summary(now_ms, stream_name);
+}
+
+std::optional<std::string> CopyLimiter::flush(std::int64_t now_ms, std::string_view stream_name) {
+  return summary(now_ms, stream_name);
+}
+
+std::optional<std::string> CopyLimiter::summary(std::int64_t now_ms, std::string_view stream_name) {
+  if (suppressed_lines_ == 0) return std::nullopt;
+  // The span the count covers: the interval, or less when a stream ended early.
+  std::int64_t span_ms = window_start_ ? std::min(now_ms - *window_start_, interval_ms_) : interval_ms_;
+  std::string text = "suppressed " + std::to_string(suppressed_lines_) + " lines (" +
+                     std::to_string(suppressed_bytes_) + " bytes) of payload output to stderr in the last " +
+                     std::to_string((std::max<std::int64_t>(span_ms, 0) + 999) / 1000) + " s (payload " +
+                     std::string(stream_name) + ", over logs.stderr_burst = " + std::to_string(burst_) +
+                     "); `pisecd logs` has every line";
+  suppressed_lines_ = suppressed_bytes_ = 0;
+  return text;
+}
+
 // ---- Logger ----------------------------------------------------------------
 
 namespace {
@@ -118,14 +170,16 @@ std::vector<std::unique_ptr<Sink>> sinks_from(const config::Logs& cfg) {
 
 Logger::Logger(const config::Logs& cfg) : Logger(cfg, sinks_from(cfg), system_now_ms) {}
 
-Logger::Logger(const config::Logs& cfg, std::vector<std::unique_ptr<Sink>> sinks, Clock clock)
+Logger::Logger(const config::Logs& cfg, std::vector<std::unique_ptr<Sink>> sinks, Clock clock,
+               Clock monotonic)
     : redactor_(cfg.redact),
       ring_(cfg.ring_bytes),
       sinks_(std::move(sinks)),
       clock_(clock ? std::move(clock) : Clock(system_now_ms)),
-      out_{LineAssembler(cfg.max_line_bytes), {}},
-      err_{LineAssembler(cfg.max_line_bytes), {}},
-      daemon_{LineAssembler(cfg.max_line_bytes), {}} {}
+      monotonic_(monotonic ? std::move(monotonic) : Clock(monotonic_now_ms)),
+      out_{LineAssembler(cfg.max_line_bytes), {}, CopyLimiter(cfg.stderr_burst, cfg.stderr_interval_s * 1000LL)},
+      err_{LineAssembler(cfg.max_line_bytes), {}, CopyLimiter(cfg.stderr_burst, cfg.stderr_interval_s * 1000LL)},
+      daemon_{LineAssembler(cfg.max_line_bytes), {}, CopyLimiter(cfg.stderr_burst, cfg.stderr_interval_s * 1000LL)} {}
 
 Logger::PerStream& Logger::per_stream(Stream s) {
   switch (s) {
@@ -136,28 +190,56 @@ Logger::PerStream& Logger::per_stream(Stream s) {
   return daemon_;
 }
 
-void Logger::store(Stream stream, std::string_view line, Redactor::StreamState& state) {
-  std::string clean = redactor_.redact(line, state);
+void Logger::store(Stream stream, std::string_view line, PerStream& ps) {
+  std::string clean = redactor_.redact(line, ps.state);
   const Entry& e = ring_.append(stream, clean, clock_());
+  if (sinks_.empty()) return;
+  // pisecd's own lines are few and say what the daemon did: never limited.
+  // A payload can print as fast as the pipe goes; on a diskless Pi its copy
+  // would fill /var/log in RAM.
+  if (stream == Stream::daemon) {
+    for (auto& sink : sinks_) sink->write(e);
+    return;
+  }
+  auto verdict = ps.limiter.line(e.text.size(), monotonic_(), to_string(stream));
+  if (verdict.summary) copy_summary(*verdict.summary);
+  if (verdict.copy)
+    for (auto& sink : sinks_) sink->write(e);
+}
+
+// The summary goes to the sinks only: the ring lost nothing.
+void Logger::copy_summary(const std::string& text) {
+  Entry e;
+  e.ts_ms = clock_();
+  e.stream = Stream::daemon;
+  e.text = text;
   for (auto& sink : sinks_) sink->write(e);
 }
 
 void Logger::feed(Stream stream, std::string_view bytes) {
   PerStream& ps = per_stream(stream);
-  ps.assembler.feed(bytes, [&](std::string_view line) { store(stream, line, ps.state); });
+  ps.assembler.feed(bytes, [&](std::string_view line) { store(stream, line, ps); });
 }
 
 void Logger::end_of_stream(Stream stream) {
   PerStream& ps = per_stream(stream);
-  ps.assembler.finish([&](std::string_view line) { store(stream, line, ps.state); });
+  ps.assembler.finish([&](std::string_view line) { store(stream, line, ps); });
   ps.state = {};
+  // Report now rather than at the next run's first line, which may never come.
+  // The window goes on, so the next run cannot reset the limit by exiting.
+  if (stream != Stream::daemon && !sinks_.empty())
+    if (auto summary = ps.limiter.flush(monotonic_(), to_string(stream))) copy_summary(*summary);
 }
 
 void Logger::daemon_line(std::string_view text) {
+  // A payload that flooded and went quiet gets its summary here at the latest.
+  if (!sinks_.empty())
+    for (Stream s : {Stream::payload_stdout, Stream::payload_stderr})
+      if (auto summary = per_stream(s).limiter.due(monotonic_(), to_string(s))) copy_summary(*summary);
   // Each daemon message is complete in itself: no PEM state carried over, and
   // embedded newlines become separate entries.
-  daemon_.assembler.feed(text, [&](std::string_view line) { store(Stream::daemon, line, daemon_.state); });
-  daemon_.assembler.finish([&](std::string_view line) { store(Stream::daemon, line, daemon_.state); });
+  daemon_.assembler.feed(text, [&](std::string_view line) { store(Stream::daemon, line, daemon_); });
+  daemon_.assembler.finish([&](std::string_view line) { store(Stream::daemon, line, daemon_); });
   daemon_.state = {};
 }
 

@@ -69,7 +69,7 @@ TEST_CASE("bad configs are refused with file, line, key and reason", "[config]")
        "t.toml:9: gates.entropy.on_failure: must be one of \"quarantine\", \"continue\", got "
        "\"ignore\""},
       {base + "[logs]\nredact = [\"(unclosed\"]\n",
-       "t.toml:9: logs.redact[0]: invalid regular expression \"(unclosed\": "},
+       "t.toml:9: logs.redact[0]: invalid regex: missing ): (unclosed"},
       {base + "[daemon]\ncontrol_socket = \"run/x.sock\"\n",
        "t.toml:9: daemon.control_socket: must be an absolute path, got \"run/x.sock\""},
       {base + "[payload2]\nx = 1\n", "t.toml:8: payload2: unknown key"},
@@ -93,6 +93,27 @@ TEST_CASE("bad configs are refused with file, line, key and reason", "[config]")
     // Regex and TOML-syntax messages end with the library's own wording.
     CHECK(got.rfind(c.message, 0) == 0);
   }
+}
+
+TEST_CASE("redact patterns are checked with RE2's syntax, and the copy limits' ranges", "[config]") {
+  std::string base = std::string(minimal) + "[logs]\n";
+  // ECMAScript accepted these; RE2 (what the redactor runs) has no
+  // backreferences or lookahead, and "(a+)+$" is fine: it runs in linear time.
+  CHECK(only_error(base + "redact = ['ok', '(a)\\1']\n") ==
+        "t.toml:9: logs.redact[1]: invalid regex: invalid escape sequence: \\1");
+  CHECK(only_error(base + "redact = ['(a']\n") == "t.toml:9: logs.redact[0]: invalid regex: missing ): (a");
+  CHECK(only_error(base + "redact = ['x(?=y)']\n") ==
+        "t.toml:9: logs.redact[0]: invalid regex: invalid perl operator: (?=");
+  CHECK(load_string(base + "redact = ['(a+)+$']\n", "t.toml").logs.redact.size() == 1);
+  auto c = load_string(minimal, "t.toml");
+  CHECK(c.logs.stderr_burst == 1000);
+  CHECK(c.logs.stderr_interval_s == 30);
+  c = load_string(base + "stderr_burst = 5\nstderr_interval_s = 2\n", "t.toml");
+  CHECK(c.logs.stderr_burst == 5);
+  CHECK(c.logs.stderr_interval_s == 2);
+  CHECK(only_error(base + "stderr_burst = 0\n") == "t.toml:9: logs.stderr_burst: must be 1-1000000, got 0");
+  CHECK(only_error(base + "stderr_interval_s = 3601\n") ==
+        "t.toml:9: logs.stderr_interval_s: must be 1-3600, got 3601");
 }
 
 TEST_CASE("a repeated table is a syntax error, a missing command a semantic one", "[config]") {

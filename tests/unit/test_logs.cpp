@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -98,11 +99,40 @@ TEST_CASE("a PEM private key block is redacted across lines, per stream", "[logs
 TEST_CASE("user regexes redact, also on long lines without crashing", "[logs]") {
   Redactor r({"card=[0-9]{4}-[0-9]{4}", "[a-z]+@example\\.org"});
   CHECK(redact1(r, "paid with card=1234-5678 by bob@example.org") == "paid with [REDACTED] by [REDACTED]");
-  // libstdc++'s recursive matcher would overflow the stack on this in one go.
+  // libstdc++'s recursive matcher overflowed the stack on this in one go.
   Redactor letters({"[a-z]+"});
   std::string long_line(64 * 1024, 'q');
   CHECK(redact1(letters, long_line) == "[REDACTED]");
   CHECK_THROWS_WITH(Redactor({"(unclosed"}), Catch::Contains("(unclosed"));
+}
+
+TEST_CASE("a backtracking-prone user pattern runs in linear time on a long line", "[logs]") {
+  // std::regex took exponential time here: 45 characters froze the daemon.
+  Redactor r({"(a+)+$"});
+  CHECK(redact1(r, std::string(44, 'a') + "b") == std::string(44, 'a') + "b");
+  std::string line(100 * 1000, 'a');
+  auto start = std::chrono::steady_clock::now();
+  std::string out = redact1(r, line);
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
+  WARN("(a+)+$ on a 100 kB line of 'a': " << us << " us");
+  CHECK(out == "[REDACTED]");
+  CHECK(us < 5000000);
+  // Patterns RE2 cannot run in linear time are refused, naming the pattern.
+  CHECK_THROWS_WITH(Redactor({"(a)\\1"}), Catch::Contains("(a)\\1") && Catch::Contains("invalid escape"));
+  CHECK(pattern_error("(a+)+$").empty());
+  CHECK(pattern_error("(?=x)") == "invalid perl operator: (?=");
+}
+
+TEST_CASE("built-ins find a secret inside another one's key or value, and match bytes", "[logs]") {
+  Redactor r;
+  CHECK(redact1(r, R"(password=token="long value here")") == R"(password=[REDACTED]"[REDACTED]")");
+  CHECK(redact1(r, "x password=\"sec\\") == "x password=\"[REDACTED]");
+  CHECK(redact1(r, "PassWord: 'it''s' next") == "PassWord: '[REDACTED]''s' next");
+  // Invalid UTF-8 is matched as bytes, not skipped.
+  CHECK(redact1(r, "token=\xff\xfe\x80z rest") == "token=[REDACTED] rest");
+  CHECK(redact1(r, "\xc3 bearer \xff" "abc") == "\xc3 bearer \xff" "abc");
+  Redactor user({"caf\xc3\xa9=[0-9]+", "x.y"});
+  CHECK(redact1(user, "caf\xc3\xa9=12 x\xffy") == "[REDACTED] [REDACTED]");
 }
 
 TEST_CASE("line assembler splits, truncates, sanitizes and flushes on EOF", "[logs]") {
@@ -242,16 +272,7 @@ TEST_CASE("NDJSON and text rendering", "[logs]") {
   CHECK_THROWS(from_ndjson(R"({"seq":1,"ts_ms":1,"stream":"bogus","line":""})"));
 }
 
-TEST_CASE("user regex prefilter takes only a literal every match starts with", "[logs]") {
-  CHECK(required_prefix(R"(api[_-]?key=[^&\s]+)") == "api");
-  CHECK(required_prefix(R"(^session\.id=\d+)") == "session.id=");
-  CHECK(required_prefix("colou?r") == "colo");
-  CHECK(required_prefix("ab{0,2}c") == "a");
-  CHECK(required_prefix("ab+c") == "ab");
-  CHECK(required_prefix("cat|dog") == "");
-  CHECK(required_prefix(R"(\d{16})") == "");
-  CHECK(required_prefix("[a-z]+@example") == "");
-  // The prefilter never hides a match.
+TEST_CASE("user regexes with optional parts and alternation", "[logs]") {
   Redactor r({"colou?r=[a-z]+", "x(y|z)=1"});
   CHECK(redact1(r, "color=red colour=blue") == "[REDACTED] [REDACTED]");
   CHECK(redact1(r, "xz=1") == "[REDACTED]");
@@ -276,4 +297,96 @@ TEST_CASE("stderr copy is prefixed per stream and carries only redacted text", "
         "payload[stderr]: auth failed for Authorization: [REDACTED]\n"
         "payload[stdout]: listening on :8080\n"
         "pisecd: payload exited with code 1\n");
+}
+
+namespace {
+struct CopyRecorder : Sink {
+  std::vector<Entry>* entries;
+  explicit CopyRecorder(std::vector<Entry>* e) : entries(e) {}
+  void write(const Entry& e) override { entries->push_back(e); }
+};
+}  // namespace
+
+TEST_CASE("the copy to stderr/syslog is rate-limited per stream; the ring keeps every line", "[logs]") {
+  auto cfg = small_config();
+  cfg.ring_bytes = 4 * 1024 * 1024;
+  cfg.stderr_burst = 1000;
+  cfg.stderr_interval_s = 30;
+  std::vector<Entry> copied;
+  std::vector<std::unique_ptr<Sink>> sinks;
+  sinks.push_back(std::make_unique<CopyRecorder>(&copied));
+  std::int64_t mono = 5000000;
+  Logger logger(cfg, std::move(sinks), [] { return std::int64_t{1700000000000}; }, [&] { return mono; });
+  std::string chunk;
+  std::size_t suppressed_bytes = 0;
+  for (int i = 0; i < 5000; ++i) {
+    std::string line = "line " + std::to_string(i) + " password=hunter2";
+    chunk += line + '\n';
+    if (i >= 1000) suppressed_bytes += std::string("line " + std::to_string(i) + " password=[REDACTED]").size();
+    if (i % 100 == 99) {
+      logger.feed(Stream::payload_stdout, chunk);
+      chunk.clear();
+      mono += 5;  // 5,000 lines within 250 ms
+    }
+  }
+  logger.feed(Stream::payload_stderr, "stderr has its own budget\n");
+  logger.daemon_line("pisecd's own lines are never limited");
+  REQUIRE(copied.size() == 1002);
+  CHECK(copied[999].text == "line 999 password=[REDACTED]");
+  CHECK(copied[1000].text == "stderr has its own budget");
+  CHECK(copied[1001].stream == Stream::daemon);
+  CHECK(logger.ring().size() == 5002);
+  CHECK(logger.ring().dropped() == 0);
+  CHECK(logger.ring().tail(3)[0].text == "line 4999 password=[REDACTED]");
+
+  // Still inside the interval: nothing more is copied, and no summary yet.
+  mono += 20000;
+  logger.feed(Stream::payload_stdout, "line 5000\n");
+  suppressed_bytes += std::string("line 5000").size();
+  CHECK(copied.size() == 1002);
+  // The next interval: one summary, then the line itself.
+  mono += 10000;
+  logger.feed(Stream::payload_stdout, "next interval\n");
+  REQUIRE(copied.size() == 1004);
+  CHECK(copied[1002].stream == Stream::daemon);
+  CHECK(copied[1002].seq == 0);  // not a ring entry
+  CHECK(copied[1002].text.rfind("suppressed 4001 lines (" + std::to_string(suppressed_bytes) +
+                                    " bytes) of payload output to stderr in the last 30 s (payload stdout",
+                                0) == 0);
+  CHECK(copied[1003].text == "next interval");
+  CHECK(logger.ring().size() == 5004);
+  int summaries = 0;
+  for (const auto& e : copied) summaries += contains(e.text, "suppressed") ? 1 : 0;
+  CHECK(summaries == 1);
+}
+
+TEST_CASE("the suppressed-lines summary is written when the stream ends or the daemon speaks", "[logs]") {
+  auto cfg = small_config();
+  cfg.stderr_burst = 3;
+  cfg.stderr_interval_s = 10;
+  std::vector<Entry> copied;
+  std::vector<std::unique_ptr<Sink>> sinks;
+  sinks.push_back(std::make_unique<CopyRecorder>(&copied));
+  std::int64_t mono = 0;
+  Logger logger(cfg, std::move(sinks), [] { return std::int64_t{1}; }, [&] { return mono; });
+  logger.feed(Stream::payload_stderr, "a\nb\nc\nd\ne\n");
+  mono = 2000;
+  logger.end_of_stream(Stream::payload_stderr);
+  REQUIRE(copied.size() == 4);
+  CHECK(copied[3].text.rfind("suppressed 2 lines (2 bytes) of payload output to stderr in the last 2 s", 0) == 0);
+  // The next run does not get a fresh budget within the same interval.
+  logger.feed(Stream::payload_stderr, "f\ng\n");
+  CHECK(copied.size() == 4);
+  // A quiet payload: the daemon's next line brings the summary once the interval is over.
+  mono = 9000;
+  logger.daemon_line("still early");
+  CHECK(copied.size() == 5);
+  mono = 10000;
+  logger.daemon_line("payload restarted");
+  REQUIRE(copied.size() == 7);
+  CHECK(copied[5].text.rfind("suppressed 2 lines (2 bytes) of payload output to stderr in the last 10 s", 0) == 0);
+  CHECK(copied[6].text == "payload restarted");
+  logger.feed(Stream::payload_stderr, "h\n");
+  REQUIRE(copied.size() == 8);
+  CHECK(copied[7].text == "h");
 }

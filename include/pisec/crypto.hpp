@@ -51,7 +51,8 @@ struct Signature {
 std::string keynum_hex(const KeyNum& k);
 
 // File texts: "untrusted comment: <comment>\n<base64>\n". `where` names the
-// source (a path) in error messages.
+// source (a path) in error messages. A public key that is a small-order point
+// is refused ("public key is a small-order point"): it verifies forgeries.
 PublicKey parse_public_key(std::string_view text, const std::string& where);
 SecretKey parse_secret_key(std::string_view text, const std::string& where);
 Signature parse_signature(std::string_view text, const std::string& where);
@@ -68,8 +69,10 @@ KeyPair generate_keypair();
 PublicKey public_half(const SecretKey& k);
 
 Signature sign(const SecretKey& k, std::string_view message);
-// Throws Error "signature made with key X, this is key Y" on a keynum mismatch;
-// otherwise returns whether the Ed25519 signature over message is valid.
+// Throws Error "signature made with key X, this is key Y" on a keynum mismatch,
+// and Error on a small-order public key or R, or S >= L (libsodium's rules:
+// OpenSSL alone accepts R = A = identity, S = 0 for every message); otherwise
+// returns whether the Ed25519 signature over message is valid.
 bool verify(const PublicKey& k, const Signature& s, std::string_view message);
 
 // ---- SHA-256 -----------------------------------------------------------------

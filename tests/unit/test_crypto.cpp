@@ -140,6 +140,94 @@ TEST_CASE("keys and signatures round-trip through the signify text format", "[cr
   }
 }
 
+namespace {
+
+// Every encoding libsodium refuses as a small-order point: 7 values of y, each
+// also with the x sign bit (top bit of the last byte) set.
+std::vector<std::array<std::uint8_t, 32>> small_order_encodings() {
+  std::vector<std::string> ys = {
+      std::string(64, '0'),
+      "01" + std::string(62, '0'),
+      "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+      "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+      "ec" + std::string(60, 'f') + "7f",  // p - 1
+      "ed" + std::string(60, 'f') + "7f",  // p
+      "ee" + std::string(60, 'f') + "7f",  // p + 1
+  };
+  std::vector<std::array<std::uint8_t, 32>> out;
+  for (const auto& hex : ys) {
+    auto bytes = unhex(hex);
+    REQUIRE(bytes.size() == 32);
+    std::array<std::uint8_t, 32> a{};
+    std::copy(bytes.begin(), bytes.end(), a.begin());
+    out.push_back(a);
+    a[31] |= 0x80;
+    out.push_back(a);
+  }
+  return out;
+}
+
+// "OK", "bad signature" or the error verify threw.
+std::string verify_outcome(const c::PublicKey& k, const c::Signature& s, std::string_view msg) {
+  try {
+    return c::verify(k, s, msg) ? "OK" : "bad signature";
+  } catch (const c::Error& e) {
+    return e.what();
+  }
+}
+
+}  // namespace
+
+TEST_CASE("small-order public keys and R values and S at or above L are refused", "[crypto]") {
+  // The forgery: A = identity, R = identity, S = 0 "verifies" every message in
+  // OpenSSL, since S*B - k*A = identity = R whatever k is.
+  c::PublicKey identity;
+  identity.keynum = {1, 2, 3, 4, 5, 6, 7, 8};
+  identity.key[0] = 0x01;
+  c::Signature forged;
+  forged.keynum = identity.keynum;
+  forged.sig[0] = 0x01;  // R = identity, S = 0
+  CHECK(verify_outcome(identity, forged, "payload v1\n") == "public key is a small-order point");
+  CHECK(verify_outcome(identity, forged, "anything else at all") == "public key is a small-order point");
+  CHECK_THAT(error_of([&] { c::parse_public_key(c::format_public_key(identity), "k.pub"); }),
+             Catch::StartsWith("k.pub: public key is a small-order point"));
+
+  auto kp = c::generate_keypair();
+  const std::string msg = "0123  payload/app\n";
+  for (const auto& enc : small_order_encodings()) {
+    INFO("encoding " << c::to_hex(enc.data(), 32));
+    c::PublicKey bad = identity;
+    bad.key = enc;
+    CHECK_THAT(error_of([&] { c::parse_public_key(c::format_public_key(bad), "k.pub"); }),
+               Catch::Contains("public key is a small-order point"));
+    CHECK(verify_outcome(bad, forged, msg) == "public key is a small-order point");
+    c::Signature small_r = c::sign(kp.sec, msg);
+    std::copy(enc.begin(), enc.end(), small_r.sig.begin());
+    CHECK(verify_outcome(kp.pub, small_r, msg) == "signature R is a small-order point");
+  }
+
+  // S + L (and L itself) is the same signature in another spelling: refused.
+  auto good = c::sign(kp.sec, msg);
+  REQUIRE(verify_outcome(kp.pub, good, msg) == "OK");
+  auto order = unhex("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010");
+  auto plus_l = good;
+  unsigned carry = 0;
+  for (std::size_t i = 0; i < 32; ++i) {
+    unsigned sum = unsigned{plus_l.sig[32 + i]} + order[i] + carry;
+    plus_l.sig[32 + i] = static_cast<std::uint8_t>(sum);
+    carry = sum >> 8;
+  }
+  REQUIRE(carry == 0);
+  CHECK(verify_outcome(kp.pub, plus_l, msg) == "signature S is not below the group order L");
+  auto exactly_l = good;
+  std::copy(order.begin(), order.end(), exactly_l.sig.begin() + 32);
+  CHECK(verify_outcome(kp.pub, exactly_l, msg) == "signature S is not below the group order L");
+  // S = L - 1 passes the range check and fails only as a wrong signature.
+  auto below = exactly_l;
+  below.sig[32] = static_cast<std::uint8_t>(below.sig[32] - 1);
+  CHECK(verify_outcome(kp.pub, below, msg) == "bad signature");
+}
+
 TEST_CASE("malformed signify files are refused with the reason", "[crypto]") {
   auto kp = c::generate_keypair();
   auto pub_text = c::format_public_key(kp.pub);

@@ -1,4 +1,5 @@
-// Streaming SHA-256 of files and the signed sha256sum-format manifest.
+// Streaming SHA-256 of files and the signed sha256sum-format manifest. Files
+// under a manifest root are opened beneath it, never through a symlink.
 // 64-bit file offsets and inode numbers on 32-bit ARM too: without them
 // readdir/stat fail with EOVERFLOW (64-bit ext4 directory offsets, files > 2 GiB).
 // Only this file's own POSIX calls see it; no off_t or struct stat crosses its API.

@@ -21,6 +21,7 @@ HOST_PACKAGES=(
   bubblewrap nftables iproute2 procps psmisc curl    # the real components the tests start
   signify-openbsd hyperfine tini                     # cross-checks and benchmarks
   jq python3 util-linux time                         # tests: status JSON, socket floods, setpriv, peak RSS
+  busybox                                            # Alpine's sha256sum -c, for the manifest cross-check
   libseccomp-dev libcap-dev libnftnl-dev libmnl-dev libboost1.74-dev libssl-dev
   libc-ares-dev libre2-dev catch2 libtomlplusplus-dev nlohmann-json3-dev
 )

@@ -21,7 +21,7 @@ constexpr Entry commands[] = {
     {"sandbox-run", pisec::cli::cmd_sandbox_run, "pisecd sandbox-run [-c FILE] [--bwrap PATH]"},
     {"clock-check", pisec::cli::cmd_clock_check, "pisecd clock-check [-c FILE]"},
     {"keygen", pisec::cli::cmd_keygen, "pisecd keygen -p PUB -s SEC"},
-    {"manifest", pisec::cli::cmd_manifest, "pisecd manifest create -o MANIFEST [--root DIR] PATH... | sign -s SECKEY -m MANIFEST [-x SIG] | verify -p PUBKEY -m MANIFEST [-x SIG] [--root DIR]"},
+    {"manifest", pisec::cli::cmd_manifest, "pisecd manifest create -o MANIFEST [--root DIR] PATH...  (also writes and lists DIR/pisec-release) | sign -s SECKEY -m MANIFEST [-x SIG] | verify -p PUBKEY -m MANIFEST [-x SIG] [--root DIR]"},
     {"elfcheck", pisec::cli::cmd_elfcheck, "pisecd elfcheck [--target armv6|host] FILE..."},
     {"firewall", pisec::cli::cmd_firewall, "pisecd firewall render [-c FILE] [--lockdown]  (apply|verify [-c FILE] [--lockdown]: operator/test aids, not pinned)"},
     {"entropy-check", pisec::cli::cmd_entropy_check, "pisecd entropy-check [-c FILE] [--no-credit] [--sysfs DIR]"},

@@ -79,15 +79,15 @@ std::unique_ptr<gates::Gate> Wiring::make_gate(const config::Config& cfg, std::s
     case 0:
       return entropy::make_entropy_gate(cfg.gates.entropy);
     case 1: {
-      // The manifest's signing time is one more floor for the clock, but only
-      // once its signature checks out: an unsigned header could push the floor
-      // into the future and lock the device out.
+      // The signed release time is one more floor for the clock, but only once
+      // the signature and the stamp's hash check out: unsigned bytes could push
+      // the floor into the future and lock the device out.
       std::int64_t manifest_floor = 0;
       const auto& ig = cfg.gates.integrity;
       if (ig.enabled && !ig.manifest.empty()) {
         try {
           manifest_floor =
-              crypto::signed_manifest_created_at(ig.manifest, ig.signature, ig.public_key).value_or(0);
+              crypto::signed_release_time(ig.manifest, ig.signature, ig.public_key, ig.root).value_or(0);
         } catch (const std::exception& e) {
           host_.event(std::string("clock: manifest time not used as a floor: ") + e.what());
         }

@@ -56,7 +56,7 @@ void no_positionals(const Args& args) {
   if (!args.empty()) throw UsageError("unexpected argument " + args.front());
 }
 
-// SOURCE_DATE_EPOCH makes manifests reproducible; otherwise now.
+// The release stamp's time: SOURCE_DATE_EPOCH makes manifests reproducible; otherwise now.
 std::int64_t creation_time() {
   if (const char* sde = std::getenv("SOURCE_DATE_EPOCH"); sde && *sde) {
     char* end = nullptr;
@@ -75,9 +75,14 @@ int manifest_create(Args args) {
   reject_unknown_options(args);
   if (!args.empty() && args.front() == "--") args.erase(args.begin());
   if (args.empty()) throw UsageError("no PATH given");
-  auto m = crypto::create_manifest(root, args, creation_time());
+  const std::int64_t created = creation_time();
+  auto m = crypto::create_manifest(root, args, created);
   write_file(out, crypto::format_manifest(m), 0644, false);
-  std::cout << out << ": " << m.entries.size() << " files, created " << crypto::format_utc(*m.created_at) << '\n';
+  std::string stamp = root.empty() ? "." : root;
+  stamp += stamp.back() == '/' ? "" : "/";
+  stamp += crypto::release_stamp_name;
+  std::cout << out << ": " << m.entries.size() << " files, release stamp " << stamp << " (created "
+            << crypto::format_utc(created) << ") listed first\n";
   return 0;
 }
 

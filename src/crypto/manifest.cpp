@@ -1,4 +1,5 @@
-// Streaming SHA-256 of files and the signed sha256sum-format manifest.
+// Streaming SHA-256 of files and the signed sha256sum-format manifest. Files
+// under a manifest root are opened beneath it, never through a symlink.
 // 64-bit file offsets and inode numbers on 32-bit ARM too: without them
 // readdir/stat fail with EOVERFLOW (64-bit ext4 directory offsets, files > 2 GiB).
 // Only this file's own POSIX calls see it; no off_t or struct stat crosses its API.
@@ -14,6 +15,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -23,8 +25,30 @@
 namespace pisec::crypto {
 namespace {
 
-constexpr std::string_view header_prefix = "# pisec-manifest v1 created ";
+constexpr std::string_view stamp_prefix = "created ";
+constexpr std::size_t stamp_size = 8 + 20 + 1;  // "created YYYY-MM-DDTHH:MM:SSZ\n"
 constexpr std::size_t hash_buffer_size = 64 * 1024;
+constexpr int read_flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+
+// struct open_how and the RESOLVE_* bits of <linux/openat2.h> (Linux 5.6),
+// which the armel sysroot's headers may lack; the ABI is fixed by its size.
+struct OpenHow {
+  std::uint64_t flags;
+  std::uint64_t mode;
+  std::uint64_t resolve;
+};
+static_assert(sizeof(OpenHow) == 24, "open_how v0 is 24 bytes");
+constexpr std::uint64_t resolve_no_magiclinks = 0x02;
+constexpr std::uint64_t resolve_no_symlinks = 0x04;
+constexpr std::uint64_t resolve_beneath = 0x08;
+#ifdef SYS_openat2
+constexpr long sys_openat2 = SYS_openat2;
+#else
+constexpr long sys_openat2 = 437;  // one number on every architecture (unified table since Linux 5.1)
+#endif
+
+std::atomic<bool> openat2_missing{false};  // the kernel said ENOSYS once: walk from then on
+std::atomic<bool> walk_forced{false};      // testing::force_component_walk
 
 class Fd {
  public:
@@ -32,11 +56,18 @@ class Fd {
   Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
-  Fd& operator=(Fd&&) = delete;
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) {
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
   ~Fd() {
     if (fd_ >= 0) ::close(fd_);
   }
   int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
 
  private:
   int fd_;
@@ -48,23 +79,137 @@ struct MdCtxFree {
 
 std::string errno_text(int err) { return std::strerror(err); }
 
-// Opens a regular file for reading without following a final symlink and
-// without blocking on a FIFO (O_NONBLOCK until fstat says it is regular).
-Fd open_regular(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
-  if (fd.get() < 0) {
-    int err = errno;
-    if (err == ELOOP) throw Error(path + ": is a symbolic link (only regular files are accepted)");
-    if (err == ENOENT) throw Error(path + ": missing (" + errno_text(err) + ")");
-    throw Error(path + ": cannot open (" + errno_text(err) + ")");
-  }
+// The O_NONBLOCK open (a FIFO must not block us) made it this far: refuse
+// anything but a regular file, then read normally.
+Fd regular_only(Fd fd, const std::string& shown) {
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) throw Error(path + ": cannot stat (" + errno_text(errno) + ")");
-  if (!S_ISREG(st.st_mode)) throw Error(path + ": not a regular file");
+  if (::fstat(fd.get(), &st) != 0) throw Error(shown + ": cannot stat (" + errno_text(errno) + ")");
+  if (S_ISLNK(st.st_mode)) throw Error(shown + ": is a symbolic link (only regular files are accepted)");
+  if (!S_ISREG(st.st_mode)) throw Error(shown + ": not a regular file");
   int flags = ::fcntl(fd.get(), F_GETFL);
   if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0)
-    throw Error(path + ": fcntl failed (" + errno_text(errno) + ")");
+    throw Error(shown + ": fcntl failed (" + errno_text(errno) + ")");
   return fd;
+}
+
+// Why opening the last component failed.
+[[noreturn]] void throw_open_error(const std::string& shown, int err) {
+  if (err == ELOOP) throw Error(shown + ": is a symbolic link (only regular files are accepted)");
+  if (err == ENOENT) throw Error(shown + ": missing (" + errno_text(err) + ")");
+  if (err == EXDEV) throw Error(shown + ": path leaves the manifest root");
+  throw Error(shown + ": cannot open (" + errno_text(err) + ")");
+}
+
+// Opens a standalone file (key, signature, manifest) without following a final symlink.
+Fd open_regular(const std::string& path) {
+  Fd fd(::open(path.c_str(), read_flags));
+  if (fd.get() < 0) throw_open_error(path, errno);
+  return regular_only(std::move(fd), path);
+}
+
+Fd open_root(const std::string& root) {
+  Fd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() < 0) throw Error(root + ": cannot open the manifest root (" + errno_text(errno) + ")");
+  return fd;
+}
+
+// The fallback for kernels without openat2: one component at a time, each
+// opened with O_NOFOLLOW, so no symlink (magic links included) is ever followed
+// and ".." never appears (manifest_path_problem refuses it).
+Fd walk_beneath(int root_fd, std::string_view rel, const std::string& shown, int flags) {
+  Fd dir(-1);
+  int at = root_fd;
+  std::size_t start = 0;
+  for (;;) {
+    std::size_t slash = rel.find('/', start);
+    std::string comp(rel.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start));
+    if (comp.empty() || comp == "." || comp == "..")
+      throw Error(shown + ": path is not normalised (empty, \".\" or \"..\" component)");
+    if (slash == std::string_view::npos) {
+      Fd fd(::openat(at, comp.c_str(), flags));
+      if (fd.get() < 0) throw_open_error(shown, errno);
+      return fd;
+    }
+    const std::string prefix(rel.substr(0, slash));
+    Fd next(::openat(at, comp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (next.get() < 0) {
+      int err = errno;
+      struct stat st {};
+      // ENOTDIR or ELOOP, depending on the kernel, for a symlink: say which it was.
+      if ((err == ENOTDIR || err == ELOOP) && ::fstatat(at, comp.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          S_ISLNK(st.st_mode))
+        throw Error(shown + ": symbolic link in path (" + prefix + "): paths must stay inside the manifest root");
+      if (err == ENOENT) throw Error(shown + ": missing (" + errno_text(err) + ")");
+      if (err == ENOTDIR) throw Error(shown + ": " + prefix + " is not a directory");
+      throw Error(shown + ": cannot open " + prefix + " (" + errno_text(err) + ")");
+    }
+    dir = std::move(next);
+    at = dir.get();
+    start = slash + 1;
+  }
+}
+
+// Opens rel (a manifest path) beneath root_fd: no symlink in any component, no
+// escape by "..", mount tricks or magic links. openat2 does it in one call; on
+// ELOOP the walk runs again only to name the link. Returns an O_NONBLOCK fd
+// (or O_PATH, per flags) the caller must fstat.
+Fd open_beneath(int root_fd, const std::string& rel, const std::string& shown, int flags) {
+  if (!walk_forced.load() && !openat2_missing.load()) {
+    OpenHow how{static_cast<std::uint64_t>(flags), 0, resolve_beneath | resolve_no_symlinks | resolve_no_magiclinks};
+    Fd fd(static_cast<int>(::syscall(sys_openat2, root_fd, rel.c_str(), &how, sizeof how)));
+    if (fd.get() >= 0) return fd;
+    int err = errno;
+    if (err != ENOSYS) {
+      if (err != ELOOP) throw_open_error(shown, err);
+      walk_beneath(root_fd, rel, shown, flags);  // throws the precise reason
+      throw Error(shown + ": symbolic link in path: paths must stay inside the manifest root");
+    }
+    openat2_missing.store(true);
+  }
+  return walk_beneath(root_fd, rel, shown, flags);
+}
+
+Fd open_regular_beneath(int root_fd, const std::string& rel, const std::string& shown) {
+  return regular_only(open_beneath(root_fd, rel, shown, read_flags), shown);
+}
+
+// Hashes an open file through a fixed buffer.
+Sha256 sha256_fd(int fd, const std::string& shown, const std::atomic<bool>* cancel) {
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) throw Error("SHA-256 init failed in OpenSSL");
+  std::vector<std::uint8_t> buf(hash_buffer_size);
+  for (;;) {
+    if (cancel && cancel->load(std::memory_order_relaxed)) throw Cancelled();
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw Error(shown + ": read error (" + errno_text(errno) + ")");
+    }
+    if (n == 0) break;
+    if (EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<std::size_t>(n)) != 1)
+      throw Error("SHA-256 update failed in OpenSSL");
+  }
+  Sha256 h{};
+  unsigned int len = 0;
+  if (EVP_DigestFinal_ex(ctx.get(), h.data(), &len) != 1) throw Error("SHA-256 final failed in OpenSSL");
+  return h;
+}
+
+std::string read_fd(int fd, const std::string& shown, std::size_t max_bytes) {
+  std::string out;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw Error(shown + ": read error (" + errno_text(errno) + ")");
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+    if (out.size() > max_bytes) throw Error(shown + ": larger than " + std::to_string(max_bytes) + " bytes");
+  }
+  return out;
 }
 
 int hex_value(char c) {
@@ -115,18 +260,27 @@ std::string normalise(std::string_view p) {
   return absolute ? "/" + out : out;
 }
 
-void collect(const std::string& root, const std::string& rel, std::vector<std::string>& out) {
-  const std::string full = join_path(root, rel);
+// Lists rel (a file, or a directory walked in sorted order) under the root.
+// Entries are opened O_PATH beneath the root: nothing is followed, and no
+// device is opened just to look at it.
+void collect(int root_fd, const std::string& root, const std::string& rel, std::vector<std::string>& out) {
+  const std::string full = rel.empty() ? root : join_path(root, rel);
+  Fd fd = rel.empty() ? Fd(::openat(root_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC))
+                      : open_beneath(root_fd, rel, full, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd.get() < 0) throw Error(full + ": cannot open (" + errno_text(errno) + ")");
   struct stat st {};
-  if (::lstat(full.c_str(), &st) != 0) throw Error(full + ": cannot stat (" + errno_text(errno) + ")");
+  if (::fstat(fd.get(), &st) != 0) throw Error(full + ": cannot stat (" + errno_text(errno) + ")");
   if (S_ISLNK(st.st_mode)) throw Error(full + ": is a symbolic link (a manifest lists regular files only)");
   if (S_ISREG(st.st_mode)) {
     out.push_back(rel);
     return;
   }
   if (!S_ISDIR(st.st_mode)) throw Error(full + ": not a regular file or directory");
-  std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(full.c_str()), ::closedir);
+  Fd readable(::openat(fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (readable.get() < 0) throw Error(full + ": cannot open directory (" + errno_text(errno) + ")");
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(::fdopendir(readable.get()), ::closedir);
   if (!dir) throw Error(full + ": cannot open directory (" + errno_text(errno) + ")");
+  static_cast<void>(readable.release());  // the DIR owns it now
   std::vector<std::string> names;
   for (;;) {
     errno = 0;
@@ -140,7 +294,7 @@ void collect(const std::string& root, const std::string& rel, std::vector<std::s
     if (n != "." && n != "..") names.emplace_back(n);
   }
   std::sort(names.begin(), names.end());
-  for (const auto& n : names) collect(root, rel + "/" + n, out);
+  for (const auto& n : names) collect(root_fd, root, rel.empty() ? n : rel + "/" + n, out);
 }
 
 // 1970-based day count → calendar, via C++20 chrono (no time_t: 32-bit on armel).
@@ -161,25 +315,7 @@ Sha256 sha256(std::string_view data) {
 
 Sha256 sha256_file(const std::string& path, const std::atomic<bool>* cancel) {
   Fd fd = open_regular(path);
-  ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
-  std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) throw Error("SHA-256 init failed in OpenSSL");
-  std::vector<std::uint8_t> buf(hash_buffer_size);
-  for (;;) {
-    if (cancel && cancel->load(std::memory_order_relaxed)) throw Cancelled();
-    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw Error(path + ": read error (" + errno_text(errno) + ")");
-    }
-    if (n == 0) break;
-    if (EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<std::size_t>(n)) != 1)
-      throw Error("SHA-256 update failed in OpenSSL");
-  }
-  Sha256 h{};
-  unsigned int len = 0;
-  if (EVP_DigestFinal_ex(ctx.get(), h.data(), &len) != 1) throw Error("SHA-256 final failed in OpenSSL");
-  return h;
+  return sha256_fd(fd.get(), path, cancel);
 }
 
 std::string format_utc(std::int64_t t) {
@@ -247,18 +383,15 @@ Manifest parse_manifest(std::string_view text, const std::string& where) {
     auto fail = [&](const std::string& why) -> Error {
       return Error(where + ":" + std::to_string(line_no) + ": " + why);
     };
-    if (!line.empty() && line.front() == '#') {
-      if (line.substr(0, header_prefix.size()) == header_prefix) {
-        if (line_no != 1) throw fail("manifest header must be the first line");
-        m.created_at = parse_utc(line.substr(header_prefix.size()));
-        if (!m.created_at) throw fail("bad creation time in header (want YYYY-MM-DDTHH:MM:SSZ)");
-      }
-      continue;  // other comments: sha256sum ignores them too
-    }
-    if (line.size() < 67 || (line.substr(64, 2) != "  " && line.substr(64, 2) != " *"))
+    // Only what both GNU `sha256sum --strict -c` and BusyBox `sha256sum -c`
+    // accept; BusyBox counts comments and upper-case hex as failures.
+    if (!line.empty() && line.front() == '#')
+      throw fail("comment lines are not allowed (a manifest is plain \"<64 hex digits>  <path>\" lines)");
+    if (line.size() < 67 || line.substr(64, 2) != "  ")
       throw fail("malformed line (want \"<64 hex digits>  <path>\")");
     auto hash = parse_hex_hash(line.substr(0, 64));
-    if (!hash) throw fail("malformed line: hash is not 64 hex digits");
+    if (!hash || to_hex(hash->data(), hash->size()) != line.substr(0, 64))
+      throw fail("malformed line: hash is not 64 lower-case hex digits");
     std::string path(line.substr(66));
     if (auto why = manifest_path_problem(path); !why.empty()) throw fail(path + ": " + why);
     if (!seen.insert(path).second) throw fail(path + ": listed twice");
@@ -270,7 +403,6 @@ Manifest parse_manifest(std::string_view text, const std::string& where) {
 
 std::string format_manifest(const Manifest& m) {
   std::string out;
-  if (m.created_at) out += std::string(header_prefix) + format_utc(*m.created_at) + "\n";
   for (const auto& e : m.entries) {
     if (auto why = manifest_path_problem(e.path); !why.empty()) throw Error(e.path + ": " + why);
     out += to_hex(e.hash.data(), e.hash.size()) + "  " + e.path + "\n";
@@ -278,11 +410,55 @@ std::string format_manifest(const Manifest& m) {
   return out;
 }
 
-Manifest create_manifest(const std::string& root_in, const std::vector<std::string>& paths, std::int64_t created_at) {
+std::string format_release_stamp(std::int64_t unix_seconds) {
+  return std::string(stamp_prefix) + format_utc(unix_seconds) + "\n";
+}
+
+std::optional<std::int64_t> parse_release_stamp(std::string_view text) {
+  if (text.size() != stamp_size || text.substr(0, stamp_prefix.size()) != stamp_prefix || text.back() != '\n')
+    return std::nullopt;
+  return parse_utc(text.substr(stamp_prefix.size(), 20));
+}
+
+namespace {
+
+// Replaces <root>/pisec-release by a new file (temporary name, then rename):
+// never writes through a symlink or into a hard link already there.
+void write_release_stamp(int root_fd, const std::string& root, std::int64_t unix_seconds) {
+  const std::string name(release_stamp_name), tmp = name + ".tmp";
+  const std::string shown = join_path(root, name);
+  const std::string text = format_release_stamp(unix_seconds);
+  if (::unlinkat(root_fd, tmp.c_str(), 0) != 0 && errno != ENOENT)
+    throw Error(join_path(root, tmp) + ": cannot remove a stale temporary file (" + errno_text(errno) + ")");
+  Fd fd(::openat(root_fd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (fd.get() < 0) throw Error(shown + ": cannot write the release stamp (" + errno_text(errno) + ")");
+  auto fail = [&](int err) -> Error {
+    ::unlinkat(root_fd, tmp.c_str(), 0);
+    return Error(shown + ": cannot write the release stamp (" + errno_text(err) + ")");
+  };
+  std::size_t off = 0;
+  while (off < text.size()) {
+    ssize_t n = ::write(fd.get(), text.data() + off, text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw fail(n < 0 ? errno : EIO);
+    off += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd.get()) != 0 || ::renameat(root_fd, tmp.c_str(), root_fd, name.c_str()) != 0) throw fail(errno);
+}
+
+}  // namespace
+
+Manifest create_manifest(const std::string& root_in, const std::vector<std::string>& paths,
+                         std::optional<std::int64_t> release_time) {
   if (paths.empty()) throw Error("no files given");
   std::string root = normalise(root_in.empty() ? "." : root_in);
   if (root.empty()) root = ".";
+  Fd root_fd = open_root(root);
   std::vector<std::string> rels;
+  if (release_time) {
+    write_release_stamp(root_fd.get(), root, *release_time);
+    rels.emplace_back(release_stamp_name);
+  }
   for (const auto& given : paths) {
     std::string p = normalise(given);
     if (!p.empty() && p.front() == '/') {
@@ -292,41 +468,29 @@ Manifest create_manifest(const std::string& root_in, const std::vector<std::stri
         throw Error(given + ": not under the manifest root " + root_in + " (use --root)");
       p = p == root ? "" : p.substr(prefix.size());
     }
-    if (p.empty()) {
-      collect(root, "", rels);  // never reached for a file: the root is a directory
-      continue;
-    }
-    if (auto why = manifest_path_problem(p); !why.empty()) throw Error(given + ": " + why);
-    collect(root, p, rels);
+    if (!p.empty())
+      if (auto why = manifest_path_problem(p); !why.empty()) throw Error(given + ": " + why);
+    collect(root_fd.get(), root, p, rels);  // "" walks the whole root
   }
   Manifest m;
-  m.created_at = created_at;
   std::set<std::string> seen;
-  for (auto& rel : rels) {
-    // collect("") yields "/name": strip the leading slash of the root walk.
-    if (!rel.empty() && rel.front() == '/') rel.erase(0, 1);
+  for (std::size_t i = 0; i < rels.size(); ++i) {
+    const std::string& rel = rels[i];
     if (auto why = manifest_path_problem(rel); !why.empty()) throw Error(join_path(root, rel) + ": " + why);
-    if (!seen.insert(rel).second) throw Error(rel + ": given twice");
-    m.entries.push_back({rel, sha256_file(join_path(root, rel))});
+    if (!seen.insert(rel).second) {
+      if (release_time && rel == release_stamp_name) continue;  // just written; also found by a walk
+      throw Error(rel + ": given twice");
+    }
+    const std::string shown = join_path(root, rel);
+    Fd fd = open_regular_beneath(root_fd.get(), rel, shown);
+    m.entries.push_back({rel, sha256_fd(fd.get(), shown, nullptr)});
   }
   return m;
 }
 
 std::string read_small_file(const std::string& path, std::size_t max_bytes) {
   Fd fd = open_regular(path);
-  std::string out;
-  char buf[8192];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw Error(path + ": read error (" + errno_text(errno) + ")");
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-    if (out.size() > max_bytes) throw Error(path + ": larger than " + std::to_string(max_bytes) + " bytes");
-  }
-  return out;
+  return read_fd(fd.get(), path, max_bytes);
 }
 
 SignedManifest load_signed_manifest(const std::string& manifest_path, const std::string& signature_path,
@@ -350,15 +514,23 @@ SignedManifest load_signed_manifest(const std::string& manifest_path, const std:
 std::vector<FileProblem> check_files(const Manifest& m, const std::string& root, const std::atomic<bool>* cancel,
                                      bool abbreviate) {
   std::vector<FileProblem> problems;
+  Fd root_fd(-1);
+  try {
+    root_fd = open_root(root);
+  } catch (const Error& err) {
+    for (const auto& e : m.entries) problems.push_back({e.path, err.what()});
+    return problems;
+  }
   for (const auto& e : m.entries) {
     const std::string full = join_path(root, e.path);
     try {
-      Sha256 got = sha256_file(full, cancel);
+      Fd fd = open_regular_beneath(root_fd.get(), e.path, full);
+      Sha256 got = sha256_fd(fd.get(), full, cancel);
       if (got != e.hash)
         problems.push_back({e.path, "sha256 mismatch (expected " + hash_hex(e.hash, abbreviate) + ", got " +
                                         hash_hex(got, abbreviate) + ")"});
     } catch (const Error& err) {
-      // sha256_file names the full path; report it by its manifest name.
+      // The open names the full path; report it by its manifest name.
       std::string why = err.what();
       if (why.compare(0, full.size() + 2, full + ": ") == 0) why.erase(0, full.size() + 2);
       problems.push_back({e.path, why});
@@ -367,22 +539,40 @@ std::vector<FileProblem> check_files(const Manifest& m, const std::string& root,
   return problems;
 }
 
-std::optional<std::int64_t> manifest_created_at(const std::string& manifest_path) {
-  try {
-    return parse_manifest(read_small_file(manifest_path), manifest_path).created_at;
-  } catch (const Error&) {
-    return std::nullopt;
-  }
-}
-
-std::optional<std::int64_t> signed_manifest_created_at(const std::string& manifest_path,
-                                                       const std::string& signature_path,
-                                                       const std::string& public_key_path) {
-  return load_signed_manifest(manifest_path, signature_path, public_key_path).manifest.created_at;
+std::optional<std::int64_t> signed_release_time(const std::string& manifest_path, const std::string& signature_path,
+                                                const std::string& public_key_path, const std::string& root) {
+  const auto sm = load_signed_manifest(manifest_path, signature_path, public_key_path);
+  auto entry = std::find_if(sm.manifest.entries.begin(), sm.manifest.entries.end(),
+                            [](const ManifestEntry& e) { return e.path == release_stamp_name; });
+  if (entry == sm.manifest.entries.end()) return std::nullopt;
+  const std::string shown = join_path(root, std::string(release_stamp_name));
+  Fd root_fd = open_root(root);
+  Fd fd = open_regular_beneath(root_fd.get(), entry->path, shown);
+  const std::string text = read_fd(fd.get(), shown, 256);
+  // Nothing of the file is believed before its hash matches the signed entry.
+  const Sha256 got = sha256(text);
+  if (got != entry->hash)
+    throw Error(shown + ": sha256 mismatch with the signed manifest (expected " + hash_hex(entry->hash, false) +
+                ", got " + hash_hex(got, false) + ")");
+  auto t = parse_release_stamp(text);
+  if (!t) throw Error(shown + ": not a release stamp (want one line \"created YYYY-MM-DDTHH:MM:SSZ\")");
+  return t;
 }
 
 std::vector<ManifestEntry> manifest_entries(const std::string& manifest_path) {
   return parse_manifest(read_small_file(manifest_path), manifest_path).entries;
 }
+
+namespace testing {
+
+void force_component_walk(bool on) { walk_forced.store(on); }
+
+bool kernel_has_openat2() {
+  OpenHow how{O_PATH | O_CLOEXEC, 0, resolve_beneath};
+  Fd fd(static_cast<int>(::syscall(sys_openat2, AT_FDCWD, ".", &how, sizeof how)));
+  return fd.get() >= 0;
+}
+
+}  // namespace testing
 
 }  // namespace pisec::crypto

@@ -1,5 +1,6 @@
 // signify-compatible Ed25519 keys and signatures (OpenBSD signify(1) formats),
 // with OpenSSL doing base64, Ed25519 and SHA-512.
+#include <algorithm>
 #include <cstring>
 #include <memory>
 
@@ -94,6 +95,45 @@ std::array<std::uint8_t, 8> seckey_checksum(const std::array<std::uint8_t, 64>& 
   return sum;
 }
 
+// Ed25519 points of small order (the 8 torsion points) and their non-canonical
+// spellings, compared with the x sign bit (top bit of byte 31) cleared, as
+// libsodium's verifier does. A public key or R among them lets one fixed
+// signature "verify" any message (A = R = identity, S = 0), since OpenSSL checks
+// neither. Encoded y, little-endian: 0 (order 4), 1 (identity), the two order-8
+// y values, and p-1 (order 2), p (= 0) and p+1 (= 1) with p = 2^255 - 19.
+bool is_small_order_point(const std::uint8_t* enc) {
+  static constexpr std::uint8_t order8_a[32] = {0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4,
+                                                0x89, 0xf2, 0xef, 0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6,
+                                                0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05};
+  static constexpr std::uint8_t order8_b[32] = {0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b,
+                                                0x76, 0x0d, 0x10, 0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39,
+                                                0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a};
+  std::array<std::uint8_t, 32> y{};
+  std::memcpy(y.data(), enc, y.size());
+  y[31] &= 0x7f;
+  auto small_int = [&](std::uint8_t v) {  // y == v for v < 256
+    return y[0] == v && std::all_of(y.begin() + 1, y.end(), [](std::uint8_t b) { return b == 0; });
+  };
+  auto p_plus = [&](int delta) {  // y == p + delta for delta in -1..1
+    return y[0] == 0xed + delta && y[31] == 0x7f &&
+           std::all_of(y.begin() + 1, y.end() - 1, [](std::uint8_t b) { return b == 0xff; });
+  };
+  return small_int(0) || small_int(1) || std::memcmp(y.data(), order8_a, 32) == 0 ||
+         std::memcmp(y.data(), order8_b, 32) == 0 || p_plus(-1) || p_plus(0) || p_plus(1);
+}
+
+// S must be below the group order L = 2^252 + 27742317777372353535851937790883648493
+// (little-endian), or (R, S + L) would be a second valid signature.
+bool scalar_below_group_order(const std::uint8_t* s) {
+  static constexpr std::uint8_t order[32] = {0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7,
+                                             0xa2, 0xde, 0xf9, 0xde, 0x14, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                                             0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10};
+  for (int i = 31; i >= 0; --i) {
+    if (s[i] != order[i]) return s[i] < order[i];
+  }
+  return false;  // equal to L
+}
+
 PkeyPtr private_pkey(const SecretKey& k) {
   PkeyPtr p(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, k.key.data(), 32));
   if (!p) throw Error("OpenSSL refused the Ed25519 secret key");
@@ -145,6 +185,8 @@ PublicKey parse_public_key(std::string_view text, const std::string& where) {
   PublicKey k;
   k.keynum = take<8>(b, 2);
   k.key = take<32>(b, 10);
+  if (is_small_order_point(k.key.data()))
+    throw Error(where + ": public key is a small-order point (it would accept forged signatures)");
   return k;
 }
 
@@ -242,6 +284,10 @@ Signature sign(const SecretKey& k, std::string_view message) {
 bool verify(const PublicKey& k, const Signature& s, std::string_view message) {
   if (k.keynum != s.keynum)
     throw Error("signature made with key " + keynum_hex(s.keynum) + ", this is key " + keynum_hex(k.keynum));
+  // Checked here too: a PublicKey need not come from parse_public_key.
+  if (is_small_order_point(k.key.data())) throw Error("public key is a small-order point");
+  if (is_small_order_point(s.sig.data())) throw Error("signature R is a small-order point");
+  if (!scalar_below_group_order(s.sig.data() + 32)) throw Error("signature S is not below the group order L");
   PkeyPtr p(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, k.key.data(), k.key.size()));
   if (!p) throw Error("OpenSSL refused the Ed25519 public key");
   MdCtxPtr ctx(EVP_MD_CTX_new());

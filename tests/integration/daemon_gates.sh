@@ -59,7 +59,21 @@ check "all four gates passed" test "$(jget '[.gates[].status] | join(",")')" = "
 check "gates in the pinned order" test "$(jget '[.gates[].name] | join(",")')" = "entropy,clock,integrity,arch"
 check "console: one line per gate, in order" test "$(gate_lines)" = "entropy clock integrity arch "
 check "firewall in service mode, verified" test "$(jget '.firewall.mode + "," + (.firewall.verified|tostring)')" = "service,true"
+check "the signed release stamp is accepted as a clock floor" test -z "$(grep 'not used as a floor' "$T_DIR/daemon.log")"
 stop_daemon
+
+# --- the release stamp edited after signing: no clock floor from it (issue 8) ----
+cp "$ROOTDIR/pisec-release" "$T_DIR/stamp.saved"
+echo "created 2036-01-01T00:00:00Z" > "$ROOTDIR/pisec-release"
+: > "$T_DIR/daemon.log"
+config "$GOOD" quarantine true
+start_daemon
+wait_for 20 '.state == "quarantined"' || fail "daemon did not quarantine on an edited release stamp"
+check "clock: the edited stamp is not used as a floor, with the reason" \
+  grep -q "clock: manifest time not used as a floor: .*/pisec-release: sha256 mismatch with the signed manifest" "$T_DIR/daemon.log"
+check "integrity gate names the stamp" grep -q '^pisec-release: sha256 mismatch' <<<"$(jget '.gates[] | select(.name == "integrity") | .detail')"
+stop_daemon
+mv "$T_DIR/stamp.saved" "$ROOTDIR/pisec-release"
 
 # --- the payload modified after signing: stays in lockdown (issue 5, line 2) -----
 printf 'x' >> "$ROOTDIR/payload/app"

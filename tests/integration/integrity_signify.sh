@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Issue 5, acceptance line 1: signify interop both ways, and a flipped byte in
 # the manifest, the signature or any listed file fails, naming the file.
-# Needs no root; needs signify-openbsd (scripts/setup.sh installs it).
+# Issue 8: GNU and BusyBox sha256sum -c both accept the manifest; symlinked
+# directories and small-order keys are refused.
+# Needs no root; needs signify-openbsd and busybox (scripts/setup.sh installs them).
 set -euo pipefail
 PISECD=${PISECD:-$(cd "$(dirname "$0")/../.." && pwd)/build/host/pisecd}
 command -v signify-openbsd >/dev/null || { echo "SKIP: signify-openbsd not installed"; exit 77; }
@@ -34,19 +36,28 @@ mkdir -p root/boot root/payload
 head -c 3000000 /dev/urandom >root/boot/vmlinuz
 head -c 100000 /dev/urandom >root/boot/initramfs
 printf 'payload v1\n' >root/payload/app
-"$PISECD" manifest create -o MANIFEST --root root boot payload >/dev/null
-[ "$(grep -c '^[0-9a-f]\{64\}  ' MANIFEST)" -eq 3 ] || fail "manifest does not list 3 files: $(cat MANIFEST)"
+SOURCE_DATE_EPOCH=1795341600 "$PISECD" manifest create -o MANIFEST --root root boot payload >create.out
+grep -qF "MANIFEST: 4 files, release stamp root/pisec-release (created 2026-11-22T10:00:00Z)" create.out ||
+  fail "unexpected create output: $(cat create.out)"
+[ "$(grep -c '^[0-9a-f]\{64\}  ' MANIFEST)" -eq 4 ] || fail "manifest does not list 4 files: $(cat MANIFEST)"
+[ "$(wc -l <MANIFEST)" -eq 4 ] || fail "manifest has lines other than files: $(cat MANIFEST)"
+[ "$(head -1 MANIFEST | cut -c67-)" = pisec-release ] || fail "the release stamp is not listed first: $(cat MANIFEST)"
+[ "$(cat root/pisec-release)" = "created 2026-11-22T10:00:00Z" ] || fail "release stamp: $(cat root/pisec-release)"
+pass "manifest create writes root/pisec-release and lists it with the 3 files, nothing else"
 
-# (d) sha256sum -c works on the manifest in the root directory.
-(cd root && sha256sum --strict -c ../MANIFEST >/dev/null) || fail "sha256sum -c rejects the manifest"
-pass "sha256sum --strict -c accepts the manifest (header line is a '#' comment)"
+# (d) both sha256sum -c flavours accept the manifest, unmodified, in the root directory.
+out=$(cd root && sha256sum --strict -c ../MANIFEST 2>&1) || fail "GNU sha256sum --strict -c rejects the manifest: $out"
+pass "GNU sha256sum --strict -c accepts the manifest"
+command -v busybox >/dev/null || fail "busybox not installed (scripts/setup.sh installs it)"
+out=$(cd root && busybox sha256sum -c ../MANIFEST 2>&1) || fail "busybox sha256sum -c rejects the manifest: $out"
+pass "busybox sha256sum -c (Alpine's) accepts the manifest"
 
 # (a) a signify key and a signify signature verify in pisecd.
 signify-openbsd -G -n -p s.pub -s s.sec
 signify-openbsd -S -s s.sec -m MANIFEST -x MANIFEST.sig
 out=$("$PISECD" manifest verify -p s.pub -m MANIFEST -x MANIFEST.sig --root root) ||
   fail "pisecd rejects a signify-made signature: $out"
-grep -q "3 files verified" <<<"$out" || fail "unexpected verify output: $out"
+grep -q "4 files verified" <<<"$out" || fail "unexpected verify output: $out"
 pass "signify-openbsd -S signature verifies in pisecd manifest verify"
 
 # (b) a pisecd key and signature verify in signify.
@@ -92,4 +103,28 @@ mv app.bak root/payload/app
 pass "a missing file fails, naming it"
 
 "$PISECD" manifest verify -p s.pub -m MANIFEST --root root >/dev/null || fail "restored tree no longer verifies"
+
+# A comment added to the manifest and re-signed is refused by the parser, naming the line.
+{ echo "# a comment"; cat MANIFEST; } >MC
+"$PISECD" manifest sign -s s.sec -m MC -x MC.sig >sign.out 2>&1 && fail "manifest sign accepted a comment line"
+grep -qF "MC:1: comment lines are not allowed" sign.out || fail "unexpected sign error: $(cat sign.out)"
+pass "a '#' line is refused with <file>:<line>"
+
+# A symlinked directory inside the root is not followed, by create or verify.
+ln -s /etc root/sub
+out=$("$PISECD" manifest create -o MS --root root sub/hostname 2>&1) && fail "create followed root/sub -> /etc: $out"
+grep -qF "root/sub/hostname: symbolic link in path (sub)" <<<"$out" || fail "unexpected create error: $out"
+printf '%s  sub/hostname\n' "$(sha256sum </etc/hostname | cut -c1-64)" >MS
+signify-openbsd -S -s s.sec -m MS -x MS.sig
+expect_verify_failure "FAILED: sub/hostname: symbolic link in path (sub)" -p s.pub -m MS --root root
+rm root/sub
+pass "root/sub -> /etc: create and verify refuse sub/hostname, naming the link"
+
+# The forgery OpenSSL alone accepts: public key = identity, R = identity, S = 0.
+b64() { printf "$1" | base64 -w0; }
+zeros31=$(printf '\\x00%.0s' $(seq 31))
+printf 'untrusted comment: identity\n%s\n' "$(b64 "Ed\\x01\\x02\\x03\\x04\\x05\\x06\\x07\\x08\\x01$zeros31")" >id.pub
+printf 'untrusted comment: forged\n%s\n' "$(b64 "Ed\\x01\\x02\\x03\\x04\\x05\\x06\\x07\\x08\\x01$zeros31$zeros31\\x00")" >id.sig
+expect_verify_failure "id.pub: public key is a small-order point" -p id.pub -m MANIFEST -x id.sig --root root
+pass "a small-order public key with an (R = identity, S = 0) signature is refused"
 echo "PASS integrity_signify"

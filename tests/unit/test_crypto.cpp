@@ -140,6 +140,94 @@ TEST_CASE("keys and signatures round-trip through the signify text format", "[cr
   }
 }
 
+namespace {
+
+// Every encoding libsodium refuses as a small-order point: 7 values of y, each
+// also with the x sign bit (top bit of the last byte) set.
+std::vector<std::array<std::uint8_t, 32>> small_order_encodings() {
+  std::vector<std::string> ys = {
+      std::string(64, '0'),
+      "01" + std::string(62, '0'),
+      "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+      "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+      "ec" + std::string(60, 'f') + "7f",  // p - 1
+      "ed" + std::string(60, 'f') + "7f",  // p
+      "ee" + std::string(60, 'f') + "7f",  // p + 1
+  };
+  std::vector<std::array<std::uint8_t, 32>> out;
+  for (const auto& hex : ys) {
+    auto bytes = unhex(hex);
+    REQUIRE(bytes.size() == 32);
+    std::array<std::uint8_t, 32> a{};
+    std::copy(bytes.begin(), bytes.end(), a.begin());
+    out.push_back(a);
+    a[31] |= 0x80;
+    out.push_back(a);
+  }
+  return out;
+}
+
+// "OK", "bad signature" or the error verify threw.
+std::string verify_outcome(const c::PublicKey& k, const c::Signature& s, std::string_view msg) {
+  try {
+    return c::verify(k, s, msg) ? "OK" : "bad signature";
+  } catch (const c::Error& e) {
+    return e.what();
+  }
+}
+
+}  // namespace
+
+TEST_CASE("small-order public keys and R values and S at or above L are refused", "[crypto]") {
+  // The forgery: A = identity, R = identity, S = 0 "verifies" every message in
+  // OpenSSL, since S*B - k*A = identity = R whatever k is.
+  c::PublicKey identity;
+  identity.keynum = {1, 2, 3, 4, 5, 6, 7, 8};
+  identity.key[0] = 0x01;
+  c::Signature forged;
+  forged.keynum = identity.keynum;
+  forged.sig[0] = 0x01;  // R = identity, S = 0
+  CHECK(verify_outcome(identity, forged, "payload v1\n") == "public key is a small-order point");
+  CHECK(verify_outcome(identity, forged, "anything else at all") == "public key is a small-order point");
+  CHECK_THAT(error_of([&] { c::parse_public_key(c::format_public_key(identity), "k.pub"); }),
+             Catch::StartsWith("k.pub: public key is a small-order point"));
+
+  auto kp = c::generate_keypair();
+  const std::string msg = "0123  payload/app\n";
+  for (const auto& enc : small_order_encodings()) {
+    INFO("encoding " << c::to_hex(enc.data(), 32));
+    c::PublicKey bad = identity;
+    bad.key = enc;
+    CHECK_THAT(error_of([&] { c::parse_public_key(c::format_public_key(bad), "k.pub"); }),
+               Catch::Contains("public key is a small-order point"));
+    CHECK(verify_outcome(bad, forged, msg) == "public key is a small-order point");
+    c::Signature small_r = c::sign(kp.sec, msg);
+    std::copy(enc.begin(), enc.end(), small_r.sig.begin());
+    CHECK(verify_outcome(kp.pub, small_r, msg) == "signature R is a small-order point");
+  }
+
+  // S + L (and L itself) is the same signature in another spelling: refused.
+  auto good = c::sign(kp.sec, msg);
+  REQUIRE(verify_outcome(kp.pub, good, msg) == "OK");
+  auto order = unhex("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010");
+  auto plus_l = good;
+  unsigned carry = 0;
+  for (std::size_t i = 0; i < 32; ++i) {
+    unsigned sum = unsigned{plus_l.sig[32 + i]} + order[i] + carry;
+    plus_l.sig[32 + i] = static_cast<std::uint8_t>(sum);
+    carry = sum >> 8;
+  }
+  REQUIRE(carry == 0);
+  CHECK(verify_outcome(kp.pub, plus_l, msg) == "signature S is not below the group order L");
+  auto exactly_l = good;
+  std::copy(order.begin(), order.end(), exactly_l.sig.begin() + 32);
+  CHECK(verify_outcome(kp.pub, exactly_l, msg) == "signature S is not below the group order L");
+  // S = L - 1 passes the range check and fails only as a wrong signature.
+  auto below = exactly_l;
+  below.sig[32] = static_cast<std::uint8_t>(below.sig[32] - 1);
+  CHECK(verify_outcome(kp.pub, below, msg) == "bad signature");
+}
+
 TEST_CASE("malformed signify files are refused with the reason", "[crypto]") {
   auto kp = c::generate_keypair();
   auto pub_text = c::format_public_key(kp.pub);
@@ -193,31 +281,43 @@ TEST_CASE("UTC timestamps format and parse without time_t", "[crypto]") {
 }
 
 TEST_CASE("manifest parsing names the bad line", "[crypto]") {
-  const std::string h1(64, 'a'), h2(64, 'B');
-  auto m = c::parse_manifest("# pisec-manifest v1 created 2026-11-22T10:00:00Z\n" + h1 + "  kernel\n" + h2 +
-                                 " *payload/app\n# a comment\n",
-                             "M");
-  CHECK(m.created_at == 1795341600);
+  const std::string h1(64, 'a'), h2(64, 'b');
+  auto m = c::parse_manifest(h1 + "  kernel\n" + h2 + "  payload/app\n", "M");
   REQUIRE(m.entries.size() == 2);
   CHECK(m.entries[1].path == "payload/app");
   CHECK(m.entries[1].hash[0] == 0xbb);
-  CHECK_FALSE(c::parse_manifest(h1 + "  a", "M").created_at);  // plain sha256sum output, no newline at end
+  CHECK(c::parse_manifest(h1 + "  a", "M").entries.size() == 1);  // plain sha256sum output, no newline at end
 
   auto err = [&](const std::string& text) { return error_of([&] { c::parse_manifest(text, "M"); }); };
   CHECK(err(h1 + "  a\n" + h1 + " b\n") == "M:2: malformed line (want \"<64 hex digits>  <path>\")");
   CHECK(err(h1 + "  a\n\n") == "M:2: malformed line (want \"<64 hex digits>  <path>\")");
-  CHECK(err(h1 + "  a\n" + h1.substr(1) + "g  b\n") == "M:2: malformed line: hash is not 64 hex digits");
+  CHECK(err(h1 + "  a\n" + h1.substr(1) + "g  b\n") == "M:2: malformed line: hash is not 64 lower-case hex digits");
   CHECK(err(h1 + "  a\n" + h1 + "  a\n") == "M:2: a: listed twice");
   CHECK_THAT(err(h1 + "  /etc/passwd\n"), Catch::StartsWith("M:1: /etc/passwd: absolute path"));
   CHECK_THAT(err(h1 + "  a/../../etc/passwd\n"), Catch::StartsWith("M:1: a/../../etc/passwd: path contains a \"..\""));
   CHECK_THAT(err(h1 + "  a\\b\n"), Catch::Contains("backslash"));
   CHECK_THAT(err(h1 + "  a\r\n"), Catch::Contains("line break"));
   CHECK_THAT(err(h1 + "  a//b\n"), Catch::Contains("not normalised"));
-  CHECK(err(h1 + "  a\n# pisec-manifest v1 created 2026-11-22T10:00:00Z\n") ==
-        "M:2: manifest header must be the first line");
-  CHECK(err("# pisec-manifest v1 created yesterday\n" + h1 + "  a\n") ==
-        "M:1: bad creation time in header (want YYYY-MM-DDTHH:MM:SSZ)");
-  CHECK(err("# only a comment\n") == "M: manifest lists no files");
+  CHECK(err("# only a comment\n") ==
+        "M:1: comment lines are not allowed (a manifest is plain \"<64 hex digits>  <path>\" lines)");
+}
+
+TEST_CASE("the manifest has one shape only: no comments, binary markers or upper-case hex", "[crypto]") {
+  // BusyBox sha256sum -c fails on each of these; GNU accepts some of them.
+  const std::string h(64, 'a');
+  auto err = [&](const std::string& text) { return error_of([&] { c::parse_manifest(text, "M"); }); };
+  CHECK_THAT(err("# pisec-manifest v1 created 2026-11-22T10:00:00Z\n" + h + "  a\n"),
+             Catch::StartsWith("M:1: comment lines are not allowed"));
+  CHECK_THAT(err(h + "  a\n# a comment\n"), Catch::StartsWith("M:2: comment lines are not allowed"));
+  CHECK_THAT(err(h + "  a\n#\n"), Catch::StartsWith("M:2: comment lines are not allowed"));
+  CHECK(err(h + " *a\n") == "M:1: malformed line (want \"<64 hex digits>  <path>\")");
+  CHECK(err(std::string(64, 'A') + "  a\n") == "M:1: malformed line: hash is not 64 lower-case hex digits");
+  // What format_manifest writes parses back unchanged and has no other line.
+  c::Manifest m{{{"pisec-release", c::sha256("x")}, {"payload/app", c::sha256("y")}}};
+  auto text = c::format_manifest(m);
+  CHECK(text == c::to_hex(m.entries[0].hash.data(), 32) + "  pisec-release\n" +
+                    c::to_hex(m.entries[1].hash.data(), 32) + "  payload/app\n");
+  CHECK(c::parse_manifest(text, "M").entries.size() == 2);
 }
 
 TEST_CASE("manifests are created, signed, loaded and checked file by file", "[crypto]") {
@@ -228,21 +328,34 @@ TEST_CASE("manifests are created, signed, loaded and checked file by file", "[cr
   const std::string root = d.str() + "/root";
 
   auto m = c::create_manifest(root, {"kernel", "payload"}, 1795341600);
-  REQUIRE(m.entries.size() == 3);
-  CHECK(m.entries[1].path == "payload/app");
-  CHECK(m.entries[2].path == "payload/lib/x.so");
-  CHECK(m.entries[1].hash == c::sha256("app v1\n"));
-  // An absolute path under the root is listed relative to it.
-  CHECK(c::create_manifest(root, {root + "/./payload/app"}, 0).entries.at(0).path == "payload/app");
-  CHECK_THAT(error_of([&] { c::create_manifest(root, {"/etc/hostname"}, 0); }), Catch::Contains("not under the manifest root"));
-  CHECK_THAT(error_of([&] { c::create_manifest(root, {"../x"}, 0); }), Catch::Contains("\"..\""));
-  CHECK_THAT(error_of([&] { c::create_manifest(root, {"kernel", "./kernel"}, 0); }), Catch::Contains("kernel: given twice"));
+  REQUIRE(m.entries.size() == 4);
+  CHECK(m.entries[0].path == "pisec-release");  // written first, then listed first
+  CHECK(c::read_small_file(root + "/pisec-release") == "created 2026-11-22T10:00:00Z\n");
+  CHECK(m.entries[0].hash == c::sha256("created 2026-11-22T10:00:00Z\n"));
+  CHECK(m.entries[2].path == "payload/app");
+  CHECK(m.entries[3].path == "payload/lib/x.so");
+  CHECK(m.entries[2].hash == c::sha256("app v1\n"));
+  // Walking the whole root finds the stamp too: still listed once.
+  auto whole = c::create_manifest(root, {"."}, 1795341600);
+  CHECK(whole.entries.size() == 4);
+  CHECK(whole.entries[0].path == "pisec-release");
+  // An absolute path under the root is listed relative to it; no stamp without a time.
+  auto one = c::create_manifest(root, {root + "/./payload/app"}, std::nullopt);
+  REQUIRE(one.entries.size() == 1);
+  CHECK(one.entries[0].path == "payload/app");
+  CHECK_THAT(error_of([&] { c::create_manifest(root, {"/etc/hostname"}, std::nullopt); }),
+             Catch::Contains("not under the manifest root"));
+  CHECK_THAT(error_of([&] { c::create_manifest(root, {"../x"}, std::nullopt); }), Catch::Contains("\"..\""));
+  CHECK_THAT(error_of([&] { c::create_manifest(root, {"kernel", "./kernel"}, std::nullopt); }),
+             Catch::Contains("kernel: given twice"));
   CHECK(::symlink("kernel", (root + "/link").c_str()) == 0);
-  CHECK_THAT(error_of([&] { c::create_manifest(root, {"link"}, 0); }), Catch::Contains("symbolic link"));
+  CHECK_THAT(error_of([&] { c::create_manifest(root, {"link"}, std::nullopt); }), Catch::Contains("symbolic link"));
+  fs::remove(root + "/link");
 
   auto text = c::format_manifest(m);
-  CHECK(text.rfind("# pisec-manifest v1 created 2026-11-22T10:00:00Z\n", 0) == 0);
-  CHECK(text.find(c::to_hex(m.entries[1].hash.data(), 32) + "  payload/app\n") != std::string::npos);
+  CHECK(text.find('#') == std::string::npos);
+  CHECK(text.rfind(c::to_hex(m.entries[0].hash.data(), 32) + "  pisec-release\n", 0) == 0);
+  CHECK(text.find(c::to_hex(m.entries[2].hash.data(), 32) + "  payload/app\n") != std::string::npos);
   auto manifest = d.file("M", text);
 
   auto kp = c::generate_keypair();
@@ -252,9 +365,8 @@ TEST_CASE("manifests are created, signed, loaded and checked file by file", "[cr
   auto sm = c::load_signed_manifest(manifest, sig, pub);
   CHECK(sm.keynum == kp.pub.keynum);
   CHECK(c::check_files(sm.manifest, root).empty());
-  CHECK(c::manifest_created_at(manifest) == 1795341600);
-  CHECK(c::signed_manifest_created_at(manifest, sig, pub) == 1795341600);
-  CHECK(c::manifest_entries(manifest).size() == 3);
+  CHECK(c::signed_release_time(manifest, sig, pub, root) == 1795341600);
+  CHECK(c::manifest_entries(manifest).size() == 4);
 
   SECTION("a flipped byte in the manifest fails the signature") {
     std::string bad = text;
@@ -276,12 +388,16 @@ TEST_CASE("manifests are created, signed, loaded and checked file by file", "[cr
                                       "\u2026, got " + c::to_hex(got.data(), 32).substr(0, 12) + "\u2026)");
   }
   SECTION("missing files, symlinks and FIFOs are named, not followed or waited on") {
+    bool walk = GENERATE(false, true);
+    INFO("component walk forced: " << walk);
+    c::testing::force_component_walk(walk);
     fs::remove(root + "/kernel");
     fs::remove(root + "/payload/lib/x.so");
     REQUIRE(::mkfifo((root + "/payload/lib/x.so").c_str(), 0600) == 0);
     fs::remove(root + "/payload/app");
     REQUIRE(::symlink("/etc/hostname", (root + "/payload/app").c_str()) == 0);
     auto problems = c::check_files(sm.manifest, root);
+    c::testing::force_component_walk(false);
     REQUIRE(problems.size() == 3);
     CHECK(problems[0].to_string() == "kernel: missing (No such file or directory)");
     CHECK(problems[1].to_string() == "payload/app: is a symbolic link (only regular files are accepted)");
@@ -291,6 +407,100 @@ TEST_CASE("manifests are created, signed, loaded and checked file by file", "[cr
     std::atomic<bool> cancel{true};
     CHECK_THROWS_AS(c::check_files(sm.manifest, root, &cancel), c::Cancelled);
   }
+}
+
+TEST_CASE("the release time is believed only when the stamp's hash matches the signed entry", "[crypto]") {
+  TempDir d;
+  d.file("root/payload/app", "app v1\n");
+  const std::string root = d.str() + "/root";
+  auto kp = c::generate_keypair();
+  auto pub = d.file("k.pub", c::format_public_key(kp.pub));
+  auto sign_manifest = [&](const c::Manifest& m) {
+    auto text = c::format_manifest(m);
+    d.file("M", text);
+    d.file("M.sig", c::format_signature(c::sign(kp.sec, text), "verify with k.pub"));
+  };
+  const std::string manifest = d.str() + "/M", sig = d.str() + "/M.sig";
+  auto release_time = [&] { return c::signed_release_time(manifest, sig, pub, root); };
+  sign_manifest(c::create_manifest(root, {"payload"}, 1795341600));
+  REQUIRE(release_time() == 1795341600);
+
+  SECTION("a stamp edited after signing gives no floor, naming the file and both hashes") {
+    // A later time, well formed: exactly what would lock the clock out.
+    d.file("root/pisec-release", "created 2036-11-22T10:00:00Z\n");
+    auto e = error_of([&] { release_time(); });
+    CHECK_THAT(e, Catch::StartsWith(root + "/pisec-release: sha256 mismatch with the signed manifest (expected " +
+                                    c::to_hex(c::sha256("created 2026-11-22T10:00:00Z\n").data(), 32) + ", got " +
+                                    c::to_hex(c::sha256("created 2036-11-22T10:00:00Z\n").data(), 32) + ")"));
+  }
+  SECTION("a stamp replaced by a symlink or removed gives no floor") {
+    d.file("elsewhere", "created 2026-11-22T10:00:00Z\n");
+    fs::remove(root + "/pisec-release");
+    CHECK_THAT(error_of([&] { release_time(); }), Catch::Contains("pisec-release: missing"));
+    REQUIRE(::symlink((d.str() + "/elsewhere").c_str(), (root + "/pisec-release").c_str()) == 0);
+    CHECK_THAT(error_of([&] { release_time(); }), Catch::Contains("pisec-release: is a symbolic link"));
+  }
+  SECTION("a signed stamp that is not one line of time is refused after the hash check") {
+    d.file("root/pisec-release", "created soon\n");
+    sign_manifest({{{"pisec-release", c::sha256("created soon\n")}}});
+    CHECK_THAT(error_of([&] { release_time(); }), Catch::Contains("pisec-release: not a release stamp"));
+  }
+  SECTION("an unsigned change to the manifest gives no floor") {
+    d.file("M", c::read_small_file(manifest) + std::string(64, '0') + "  x\n");
+    CHECK_THAT(error_of([&] { release_time(); }), Catch::Contains("signature verification failed"));
+  }
+  SECTION("a manifest without a stamp has no floor, and no error") {
+    sign_manifest(c::create_manifest(root, {"payload"}, std::nullopt));
+    CHECK_FALSE(release_time());
+  }
+  CHECK(c::parse_release_stamp("created 2026-11-22T10:00:00Z\n") == 1795341600);
+  CHECK_FALSE(c::parse_release_stamp("created 2026-11-22T10:00:00Z"));
+  CHECK_FALSE(c::parse_release_stamp("created 2026-11-22T10:00:00Z\n\n"));
+  CHECK_FALSE(c::parse_release_stamp("# created 2026-11-22T10:00:0Z\n"));
+}
+
+TEST_CASE("a symlinked directory inside the root is never followed", "[crypto]") {
+  // sub -> /etc: the manifest line "sub/hostname" names a file outside the root.
+  REQUIRE(fs::is_regular_file("/etc/hostname"));
+  const bool walk = GENERATE(false, true);
+  if (!walk && !c::testing::kernel_has_openat2()) {
+    WARN("this kernel has no openat2: only the component walk is tested");
+    return;
+  }
+  INFO("component walk forced: " << walk);
+  c::testing::force_component_walk(walk);
+  struct Reset {
+    ~Reset() { c::testing::force_component_walk(false); }
+  } reset;
+
+  TempDir d;
+  d.file("root/payload/app", "app v1\n");
+  const std::string root = d.str() + "/root";
+  REQUIRE(::symlink("/etc", (root + "/sub").c_str()) == 0);
+  fs::create_directories(root + "/payload/deep");
+  REQUIRE(::symlink("/etc", (root + "/payload/deep/etc").c_str()) == 0);
+  const auto outside = c::sha256(c::read_small_file("/etc/hostname"));
+
+  c::Manifest m{{{"payload/app", c::sha256("app v1\n")}, {"sub/hostname", outside},
+                 {"payload/deep/etc/hostname", outside}}};
+  auto problems = c::check_files(m, root);
+  REQUIRE(problems.size() == 2);
+  CHECK(problems[0].to_string() ==
+        "sub/hostname: symbolic link in path (sub): paths must stay inside the manifest root");
+  CHECK(problems[1].to_string() == "payload/deep/etc/hostname: symbolic link in path (payload/deep/etc): paths "
+                                   "must stay inside the manifest root");
+
+  CHECK(error_of([&] { c::create_manifest(root, {"sub/hostname"}, std::nullopt); }) ==
+        root + "/sub/hostname: symbolic link in path (sub): paths must stay inside the manifest root");
+  CHECK_THAT(error_of([&] { c::create_manifest(root, {"sub"}, std::nullopt); }),
+             Catch::StartsWith(root + "/sub: is a symbolic link"));
+  CHECK_THAT(error_of([&] { c::create_manifest(root, {"payload"}, std::nullopt); }),
+             Catch::StartsWith(root + "/payload/deep/etc: is a symbolic link"));
+  // The walk itself still lists and checks a clean tree.
+  fs::remove(root + "/payload/deep/etc");
+  auto clean = c::create_manifest(root, {"payload"}, std::nullopt);
+  REQUIRE(clean.entries.size() == 1);
+  CHECK(c::check_files(clean, root).empty());
 }
 
 TEST_CASE("sha256_file streams large files and matches the one-shot digest", "[crypto]") {

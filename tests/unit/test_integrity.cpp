@@ -79,7 +79,28 @@ TEST_CASE("integrity gate passes on a correctly signed manifest", "[integrity]")
   auto out = f.run_gate();
   REQUIRE(out);
   CHECK(out->passed);
-  CHECK(out->detail == "manifest signed by key " + c::keynum_hex(f.kp.pub.keynum) + ", 2 files verified");
+  // boot/vmlinuz, payload/app and the release stamp create_manifest wrote.
+  CHECK(out->detail == "manifest signed by key " + c::keynum_hex(f.kp.pub.keynum) + ", 3 files verified");
+}
+
+TEST_CASE("integrity gate fails on a tampered release stamp and on a symlinked directory", "[integrity]") {
+  Fixture f;
+  f.sign_manifest_of({"boot", "payload"});
+  SECTION("stamp edited") {
+    f.write("root/pisec-release", "created 2036-01-01T00:00:00Z\n");
+    auto out = f.run_gate();
+    REQUIRE(out);
+    CHECK_FALSE(out->passed);
+    CHECK_THAT(out->detail, Catch::StartsWith("pisec-release: sha256 mismatch"));
+  }
+  SECTION("payload replaced by a symlink to a directory with the same files outside the root") {
+    fs::rename(f.dir / "root/payload", f.dir / "outside");
+    fs::create_symlink(f.dir / "outside", f.dir / "root/payload");
+    auto out = f.run_gate();
+    REQUIRE(out);
+    CHECK_FALSE(out->passed);
+    CHECK(out->detail == "payload/app: symbolic link in path (payload): paths must stay inside the manifest root");
+  }
 }
 
 TEST_CASE("integrity gate fails naming the modified file", "[integrity]") {
@@ -133,7 +154,7 @@ TEST_CASE("cancelling the integrity gate stops the worker early and drops the re
     std::ofstream(f.dir / "root/payload/big");
   }
   fs::resize_file(f.dir / "root/payload/big", size);
-  auto text = c::format_manifest({1795341600, {{"payload/big", c::Sha256{}}}});
+  auto text = c::format_manifest(c::Manifest{{{"payload/big", c::Sha256{}}}});
   f.write("MANIFEST", text);
   f.write("MANIFEST.sig", c::format_signature(c::sign(f.kp.sec, text), "verify with k.pub"));
 

@@ -16,15 +16,14 @@
 #include <boost/asio/post.hpp>
 
 #include "file_io.hpp"
+#include "pisec/crypto.hpp"
 #include "pisec/elf.hpp"
 
 namespace pisec::elf {
 
 namespace {
 
-constexpr std::size_t max_manifest_bytes = 4u * 1024 * 1024;
 constexpr int max_script_depth = 4;  // as many "#!" hops as Linux follows
-constexpr const char* default_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 struct Dir {
   int fd = -1;
@@ -40,25 +39,6 @@ bool is_regular_in_root(int root_fd, const std::string& path) {
   return true;
 }
 
-// Where command[0] is, seen from inside the payload's root: an absolute path,
-// a path relative to payload.cwd, or a name looked up in PATH.
-std::optional<std::string> resolve_command(const config::Payload& p, int root_fd) {
-  const std::string& cmd = p.command.front();
-  if (cmd.find('/') != std::string::npos)
-    return cmd.front() == '/' ? cmd : p.cwd + (p.cwd.ends_with('/') ? "" : "/") + cmd;
-  auto env = p.env.find("PATH");
-  std::string path = env != p.env.end() ? env->second : default_path;
-  std::size_t at = 0;
-  while (at <= path.size()) {
-    std::size_t end = std::min(path.find(':', at), path.size());
-    std::string dir = path.substr(at, end - at);
-    std::string candidate = (dir.empty() ? "." : dir) + "/" + cmd;
-    if (is_regular_in_root(root_fd, candidate)) return candidate;
-    at = end + 1;
-  }
-  return std::nullopt;
-}
-
 // "#!/bin/sh -e\n…" → "/bin/sh"; nullopt if the bytes are not a script.
 std::optional<std::string> script_interpreter(const std::vector<std::uint8_t>& bytes) {
   if (bytes.size() < 2 || bytes[0] != '#' || bytes[1] != '!') return std::nullopt;
@@ -68,28 +48,6 @@ std::optional<std::string> script_interpreter(const std::vector<std::uint8_t>& b
   std::size_t start = line.find_first_not_of(" \t");
   if (start == std::string::npos) return std::string();
   return line.substr(start, line.find_first_of(" \t", start) - start);
-}
-
-// Minimal sha256sum reader: only the paths matter here; the integrity gate
-// owns checking the hashes. Throws std::runtime_error on a line it cannot read.
-std::vector<std::string> manifest_paths(const std::string& text, const std::string& name) {
-  std::vector<std::string> paths;
-  std::size_t at = 0;
-  for (int line_no = 1; at < text.size(); ++line_no) {
-    std::size_t end = text.find('\n', at);
-    if (end == std::string::npos) end = text.size();
-    std::string line = text.substr(at, end - at);
-    at = end + 1;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty() || line.front() == '#') continue;
-    bool ok = line.size() > 66 && line[64] == ' ' && (line[65] == ' ' || line[65] == '*');
-    for (std::size_t i = 0; ok && i < 64; ++i) ok = std::isxdigit(static_cast<unsigned char>(line[i])) != 0;
-    if (!ok)
-      throw std::runtime_error(name + ":" + std::to_string(line_no) +
-                               ": not a sha256sum line (\"<64 hex>  <path>\")");
-    paths.push_back(line.substr(66));
-  }
-  return paths;
 }
 
 struct Tally {
@@ -128,11 +86,8 @@ void check_payload(const config::ArchGate& arch, const config::Payload& payload,
       return;
     }
   }
-  auto path = resolve_command(payload, root.fd);
-  if (!path) {
-    t.failures.push_back("payload " + payload.command.front() + ": not found in PATH under " + root_name);
-    return;
-  }
+  // The config only admits an absolute command[0]: the file the sandbox execs.
+  std::optional<std::string> path = payload.command.front();
   std::string label = "payload " + *path;
   for (int depth = 0;; ++depth) {
     detail::FileReader file(root.fd, *path);
@@ -169,16 +124,13 @@ void check_payload(const config::ArchGate& arch, const config::Payload& payload,
 
 void check_manifest(const config::ArchGate& arch, const config::IntegrityGate& integrity,
                     Target target, Tally& t) {
-  auto m = detail::read_file(-1, integrity.manifest, max_manifest_bytes);
-  if (!m.error.empty()) {
-    t.failures.push_back("manifest " + integrity.manifest + ": cannot read: " + m.error);
-    return;
-  }
+  // The same parser as the integrity gate: only the paths matter here, the
+  // integrity gate owns checking the hashes.
   std::vector<std::string> paths;
   try {
-    paths = manifest_paths(std::string(m.bytes.begin(), m.bytes.end()), integrity.manifest);
-  } catch (const std::runtime_error& e) {
-    t.failures.push_back(e.what());
+    for (auto& entry : crypto::manifest_entries(integrity.manifest)) paths.push_back(std::move(entry.path));
+  } catch (const crypto::Error& e) {
+    t.failures.push_back(std::string("manifest: ") + e.what());
     return;
   }
   Dir root;

@@ -26,8 +26,8 @@ if [ "$(id -u)" -eq 0 ]; then
   # "No root needed" must hold: the unit tests (what ctest's unit label runs)
   # as nobody. ctest itself cannot log into the root-owned build tree then.
   echo "== host unit tests as uid 65534 (setpriv) =="
-  (cd /tmp && setpriv --reuid=65534 --regid=65534 --clear-groups \
-     "$OLDPWD/build/host/tests/pisec_unit_tests" --order rand --warn NoAssertions)
+  unit=$PWD/build/host/tests/pisec_unit_tests
+  (cd /tmp && setpriv --reuid=65534 --regid=65534 --clear-groups "$unit" --order rand --warn NoAssertions)
 fi
 
 echo "== host tests (unit + integration) =="

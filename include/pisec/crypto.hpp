@@ -109,8 +109,6 @@ std::string manifest_path_problem(std::string_view path);
 // (comments, "*" binary markers and upper-case hex included).
 Manifest parse_manifest(std::string_view text, const std::string& where);
 std::string format_manifest(const Manifest& m);
-std::string format_utc(std::int64_t unix_seconds);  // 2026-11-22T10:00:00Z
-std::optional<std::int64_t> parse_utc(std::string_view text);
 
 // Hashes `paths` (files, or directories walked in sorted order) and returns the
 // manifest. Relative paths are taken relative to root; absolute ones must lie

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "pisec/config.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::sandbox {
 
@@ -91,24 +92,7 @@ std::string check_user_namespaces();
 
 // ---- spawning (kernel adapter) ----------------------------------------------
 
-// An owned file descriptor.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() { reset(); }
-  int get() const { return fd_; }
-  int release() { int f = fd_; fd_ = -1; return f; }
-  void reset(int fd = -1);
-  explicit operator bool() const { return fd_ >= 0; }
-
- private:
-  int fd_ = -1;
-};
+using UniqueFd = util::UniqueFd;
 
 struct SpawnOptions {
   std::string bwrap_path = "/usr/bin/bwrap";

@@ -19,3 +19,55 @@ std::string valid_utf8(std::string_view bytes);
 std::string printable(std::string_view bytes);
 
 }  // namespace pisec::text
+
+#include <cstdint>
+#include <optional>
+#include <sys/types.h>
+
+namespace pisec::util {
+
+// An owned file descriptor, closed when it goes (one copy for every module).
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) reset(o.release());
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+  int get() const { return fd_; }
+  int release() {
+    int f = fd_;
+    fd_ = -1;
+    return f;
+  }
+  void reset(int fd = -1);
+  explicit operator bool() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+// Replaces dir_fd/name by a file holding exactly `content`, or leaves the old
+// one: a fresh temporary (O_EXCL, never through a symlink or an existing hard
+// link), written whole, fsynced, renamed over, then the directory fsynced so
+// the rename survives a power cut (boot media get yanked). Throws
+// std::runtime_error "<shown>: <what failed> (<errno text>)".
+void write_file_atomic(int dir_fd, const std::string& name, std::string_view content, mode_t mode,
+                       const std::string& shown);
+// The same by path: the parent directory is opened first.
+void write_file_atomic(const std::string& path, std::string_view content, mode_t mode);
+
+// UTC without gmtime: time_t is 32-bit on armel glibc (the Pi) and breaks in
+// 2038. iso = "2026-11-22T10:00:00Z", otherwise "2026-11-22 10:00:00 UTC".
+std::string format_utc(std::int64_t unix_seconds, bool iso = true);
+// Exactly "YYYY-MM-DDTHH:MM:SSZ" (a real date, 1970 or later); nullopt otherwise.
+std::optional<std::int64_t> parse_utc(std::string_view text);
+// "…T…Z" with milliseconds: "2026-11-22T10:00:00.123Z".
+std::string format_utc_ms(std::int64_t unix_ms);
+
+}  // namespace pisec::util

@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "pisec/clock.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::clock {
 
@@ -101,32 +102,7 @@ std::optional<std::int64_t> read_state_file(const std::string& path) {
 }
 
 void write_state_file(const std::string& path, std::int64_t unix_s) {
-  std::string tmp = path + ".tmp";
-  std::string text = std::to_string(unix_s) + "\n";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw_errno(tmp + ": cannot create");
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-  int saved = errno;
-  ::close(fd);
-  if (!ok) {
-    ::unlink(tmp.c_str());
-    errno = saved;
-    throw_errno(tmp + ": cannot write");
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    saved = errno;
-    ::unlink(tmp.c_str());
-    errno = saved;
-    throw_errno(path + ": cannot rename " + tmp + " over it");
-  }
-  // The rename is durable only once the directory is synced (boot media get yanked).
-  auto slash = path.find_last_of('/');
-  std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  util::write_file_atomic(path, std::to_string(unix_s) + "\n", 0644);
 }
 
 Floor compute_floor(std::int64_t build_floor_unix, const std::string& state_file,

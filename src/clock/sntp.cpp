@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "pisec/clock.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::clock {
 
@@ -36,20 +37,6 @@ std::string format_seconds(double s) {
 std::string format_offset(std::int64_t ns) {
   char buf[48];
   std::snprintf(buf, sizeof buf, "%+.3f", static_cast<double>(ns) / 1e9);
-  return buf;
-}
-
-// "2001-09-09 01:46:40 UTC" without gmtime: time_t is 32-bit on armel glibc.
-std::string format_utc(std::int64_t unix_s) {
-  using namespace std::chrono;
-  std::int64_t days = unix_s >= 0 ? unix_s / 86400 : -((-unix_s + 86399) / 86400);
-  std::int64_t secs = unix_s - days * 86400;
-  year_month_day ymd{sys_days{std::chrono::days{static_cast<int>(days)}}};
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02u-%02u %02lld:%02lld:%02lld UTC", static_cast<int>(ymd.year()),
-                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                static_cast<long long>(secs / 3600), static_cast<long long>(secs / 60 % 60),
-                static_cast<long long>(secs % 60));
   return buf;
 }
 
@@ -147,10 +134,10 @@ Verdict validate_reply(std::span<const std::uint8_t> bytes, const Exchange& ex, 
   UnixNanos t3 = ntp_to_unix_ns(r->transmit, limits.floor_unix);
   std::int64_t t3_s = t3 / ns_per_s;
   if (t3_s < limits.floor_unix)
-    return refuse("time before floor (server says " + format_utc(t3_s) + ", floor " +
-                  format_utc(limits.floor_unix) + ")");
+    return refuse("time before floor (server says " + util::format_utc(t3_s, false) + ", floor " +
+                  util::format_utc(limits.floor_unix, false) + ")");
   if (t3_s > limits.floor_unix + floor_horizon_s)
-    return refuse("time beyond floor + 15 years (server says " + format_utc(t3_s) + ")");
+    return refuse("time beyond floor + 15 years (server says " + util::format_utc(t3_s, false) + ")");
   if (t3 < t2) return refuse("transmit timestamp before receive timestamp");
   // T2 and T3 come from the same server clock a moment apart: a reply that
   // puts days between them only moves the offset by half of that.

@@ -10,6 +10,7 @@
 
 #include "pisec/cli.hpp"
 #include "pisec/crypto.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::cli {
 namespace {
@@ -82,7 +83,7 @@ int manifest_create(Args args) {
   stamp += stamp.back() == '/' ? "" : "/";
   stamp += crypto::release_stamp_name;
   std::cout << out << ": " << m.entries.size() << " files, release stamp " << stamp << " (created "
-            << crypto::format_utc(created) << ") listed first\n";
+            << util::format_utc(created) << ") listed first\n";
   return 0;
 }
 

@@ -21,6 +21,7 @@
 #include <openssl/evp.h>
 
 #include "pisec/crypto.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::crypto {
 namespace {
@@ -50,28 +51,7 @@ constexpr long sys_openat2 = 437;  // one number on every architecture (unified 
 std::atomic<bool> openat2_missing{false};  // the kernel said ENOSYS once: walk from then on
 std::atomic<bool> walk_forced{false};      // testing::force_component_walk
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      if (fd_ >= 0) ::close(fd_);
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
+using Fd = util::UniqueFd;
 
 struct MdCtxFree {
   void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
@@ -298,10 +278,6 @@ void collect(int root_fd, const std::string& root, const std::string& rel, std::
 }
 
 // 1970-based day count → calendar, via C++20 chrono (no time_t: 32-bit on armel).
-std::int64_t days_from_civil(int y, unsigned m, unsigned d) {
-  using namespace std::chrono;
-  return sys_days(year{y} / month{m} / day{d}).time_since_epoch().count();
-}
 
 }  // namespace
 
@@ -316,39 +292,6 @@ Sha256 sha256(std::string_view data) {
 Sha256 sha256_file(const std::string& path, const std::atomic<bool>* cancel) {
   Fd fd = open_regular(path);
   return sha256_fd(fd.get(), path, cancel);
-}
-
-std::string format_utc(std::int64_t t) {
-  using namespace std::chrono;
-  std::int64_t days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
-  std::int64_t secs = t - days * 86400;
-  year_month_day ymd{sys_days{std::chrono::days{days}}};
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02dZ", static_cast<int>(ymd.year()),
-                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()), static_cast<int>(secs / 3600),
-                static_cast<int>(secs / 60 % 60), static_cast<int>(secs % 60));
-  return buf;
-}
-
-std::optional<std::int64_t> parse_utc(std::string_view s) {
-  // Exactly YYYY-MM-DDTHH:MM:SSZ.
-  if (s.size() != 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != 'Z')
-    return std::nullopt;
-  auto num = [&](std::size_t pos, std::size_t len) -> int {
-    int v = 0;
-    for (std::size_t i = pos; i < pos + len; ++i) {
-      if (s[i] < '0' || s[i] > '9') return -1;
-      v = v * 10 + (s[i] - '0');
-    }
-    return v;
-  };
-  int y = num(0, 4), mo = num(5, 2), d = num(8, 2), h = num(11, 2), mi = num(14, 2), se = num(17, 2);
-  if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 || se < 0 || se > 59)
-    return std::nullopt;
-  std::chrono::year_month_day ymd{std::chrono::year{y}, std::chrono::month{static_cast<unsigned>(mo)},
-                                  std::chrono::day{static_cast<unsigned>(d)}};
-  if (!ymd.ok()) return std::nullopt;
-  return days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * 86400 + h * 3600 + mi * 60 + se;
 }
 
 std::string manifest_path_problem(std::string_view p) {
@@ -411,13 +354,13 @@ std::string format_manifest(const Manifest& m) {
 }
 
 std::string format_release_stamp(std::int64_t unix_seconds) {
-  return std::string(stamp_prefix) + format_utc(unix_seconds) + "\n";
+  return std::string(stamp_prefix) + util::format_utc(unix_seconds) + "\n";
 }
 
 std::optional<std::int64_t> parse_release_stamp(std::string_view text) {
   if (text.size() != stamp_size || text.substr(0, stamp_prefix.size()) != stamp_prefix || text.back() != '\n')
     return std::nullopt;
-  return parse_utc(text.substr(stamp_prefix.size(), 20));
+  return util::parse_utc(text.substr(stamp_prefix.size(), 20));
 }
 
 namespace {
@@ -425,25 +368,12 @@ namespace {
 // Replaces <root>/pisec-release by a new file (temporary name, then rename):
 // never writes through a symlink or into a hard link already there.
 void write_release_stamp(int root_fd, const std::string& root, std::int64_t unix_seconds) {
-  const std::string name(release_stamp_name), tmp = name + ".tmp";
-  const std::string shown = join_path(root, name);
-  const std::string text = format_release_stamp(unix_seconds);
-  if (::unlinkat(root_fd, tmp.c_str(), 0) != 0 && errno != ENOENT)
-    throw Error(join_path(root, tmp) + ": cannot remove a stale temporary file (" + errno_text(errno) + ")");
-  Fd fd(::openat(root_fd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
-  if (fd.get() < 0) throw Error(shown + ": cannot write the release stamp (" + errno_text(errno) + ")");
-  auto fail = [&](int err) -> Error {
-    ::unlinkat(root_fd, tmp.c_str(), 0);
-    return Error(shown + ": cannot write the release stamp (" + errno_text(err) + ")");
-  };
-  std::size_t off = 0;
-  while (off < text.size()) {
-    ssize_t n = ::write(fd.get(), text.data() + off, text.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw fail(n < 0 ? errno : EIO);
-    off += static_cast<std::size_t>(n);
+  const std::string name(release_stamp_name);
+  try {
+    util::write_file_atomic(root_fd, name, format_release_stamp(unix_seconds), 0644, join_path(root, name));
+  } catch (const std::runtime_error& e) {
+    throw Error(std::string(e.what()) + " (writing the release stamp)");
   }
-  if (::fsync(fd.get()) != 0 || ::renameat(root_fd, tmp.c_str(), root_fd, name.c_str()) != 0) throw fail(errno);
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include "file_io.hpp"
 #include "pisec/crypto.hpp"
 #include "pisec/elf.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::elf {
 
@@ -25,12 +26,6 @@ namespace {
 
 constexpr int max_script_depth = 4;  // as many "#!" hops as Linux follows
 
-struct Dir {
-  int fd = -1;
-  ~Dir() {
-    if (fd >= 0) ::close(fd);
-  }
-};
 
 bool is_regular_in_root(int root_fd, const std::string& path) {
   int fd = detail::open_in_root(root_fd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -76,12 +71,12 @@ void check_payload(const config::ArchGate& arch, const config::Payload& payload,
     t.failures.push_back("payload.command is empty: nothing to check");
     return;
   }
-  Dir root;
+  util::UniqueFd root;
   std::string root_name = "/";
   if (!payload.rootfs.empty()) {
     root_name = payload.rootfs;
-    root.fd = ::open(payload.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (root.fd < 0) {
+    root.reset(::open(payload.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!root) {
       t.failures.push_back("payload.rootfs " + payload.rootfs + ": " + std::strerror(errno));
       return;
     }
@@ -90,7 +85,7 @@ void check_payload(const config::ArchGate& arch, const config::Payload& payload,
   std::optional<std::string> path = payload.command.front();
   std::string label = "payload " + *path;
   for (int depth = 0;; ++depth) {
-    detail::FileReader file(root.fd, *path);
+    detail::FileReader file(root.get(), *path);
     std::string error = file.error().empty() ? file.size_error(default_max_file_bytes) : file.error();
     std::optional<std::string> interp;
     if (error.empty()) {
@@ -108,7 +103,7 @@ void check_payload(const config::ArchGate& arch, const config::Payload& payload,
       Verdict v;
       judge(label, file, arch, target, t, &v);
       if (v.status == Status::runs && !v.interpreter.empty() &&
-          !is_regular_in_root(root.fd, v.interpreter))
+          !is_regular_in_root(root.get(), v.interpreter))
         t.failures.push_back(label + ": needs program interpreter " + v.interpreter +
                              ", which is missing under " + root_name);
       return;
@@ -133,14 +128,14 @@ void check_manifest(const config::ArchGate& arch, const config::IntegrityGate& i
     t.failures.push_back(std::string("manifest: ") + e.what());
     return;
   }
-  Dir root;
-  root.fd = ::open(integrity.root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (root.fd < 0) {
+  util::UniqueFd root;
+  root.reset(::open(integrity.root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root) {
     t.failures.push_back("integrity.root " + integrity.root + ": " + std::strerror(errno));
     return;
   }
   for (const auto& rel : paths) {
-    detail::FileReader file(root.fd, rel);
+    detail::FileReader file(root.get(), rel);
     std::string error = file.error();
     if (error.empty()) {
       // Files that are not ELF (data, scripts, kernels) are not judged, whatever their size.

@@ -14,6 +14,7 @@
 #include <system_error>
 
 #include "entropy_seed_store.hpp"
+#include "pisec/util.hpp"
 #include "pisec/entropy.hpp"
 
 namespace pisec::entropy {
@@ -194,36 +195,8 @@ ConsumedSeed SeedStore::consume() {
 
 void SeedStore::write(const SeedFile& s) {
   std::vector<std::uint8_t> bytes = encode_seed_file(s);
-  std::string tmp = name_ + ".tmp";
-  int fd = ::openat(dirfd_, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) throw_errno("create " + path_ + ".tmp");
-  auto fail = [&](const std::string& what) {
-    int e = errno;
-    ::close(fd);
-    ::unlinkat(dirfd_, tmp.c_str(), 0);
-    errno = e;
-    throw_errno(what);
-  };
-  if (::fchmod(fd, 0600) != 0) fail("chmod " + path_ + ".tmp");  // umask could not widen it; a reused tmp could
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail("write " + path_ + ".tmp");
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0) fail("fsync " + path_ + ".tmp");
-  if (::close(fd) != 0) {
-    ::unlinkat(dirfd_, tmp.c_str(), 0);
-    throw_errno("close " + path_ + ".tmp");
-  }
-  if (::renameat(dirfd_, tmp.c_str(), dirfd_, name_.c_str()) != 0) {
-    int e = errno;
-    ::unlinkat(dirfd_, tmp.c_str(), 0);
-    errno = e;
-    throw_errno("rename to " + path_);
-  }
-  if (::fsync(dirfd_) != 0) throw_errno("fsync directory of " + path_);
+  const std::string_view content(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  util::write_file_atomic(dirfd_, name_, content, 0600, path_);
 }
 
 }  // namespace pisec::entropy

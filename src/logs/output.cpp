@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "pisec/logs.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::logs {
 namespace {
@@ -95,18 +96,7 @@ Entry from_ndjson(std::string_view line) {
 }
 
 std::string to_text(const Entry& e) {
-  std::int64_t secs = e.ts_ms / 1000, ms = e.ts_ms % 1000;
-  if (ms < 0) {
-    ms += 1000;
-    --secs;
-  }
-  auto t = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char stamp[48];
-  std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-  std::string out = stamp;
+  std::string out = util::format_utc_ms(e.ts_ms);
   out.append(" ").append(to_string(e.stream)).append(": ").append(e.text);
   return out;
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "pisec/crypto.hpp"
+#include "pisec/util.hpp"
 
 namespace c = pisec::crypto;
 namespace fs = std::filesystem;
@@ -268,16 +269,16 @@ TEST_CASE("malformed signify files are refused with the reason", "[crypto]") {
 }
 
 TEST_CASE("UTC timestamps format and parse without time_t", "[crypto]") {
-  CHECK(c::format_utc(0) == "1970-01-01T00:00:00Z");
-  CHECK(c::format_utc(1795341600) == "2026-11-22T10:00:00Z");
-  CHECK(c::parse_utc("2026-11-22T10:00:00Z") == 1795341600);
+  CHECK(pisec::util::format_utc(0) == "1970-01-01T00:00:00Z");
+  CHECK(pisec::util::format_utc(1795341600) == "2026-11-22T10:00:00Z");
+  CHECK(pisec::util::parse_utc("2026-11-22T10:00:00Z") == 1795341600);
   // Past 2038: time_t is 32-bit on the armel build.
-  CHECK(c::parse_utc("2040-02-29T23:59:59Z") == 2214172799);
-  CHECK(c::format_utc(2214172799) == "2040-02-29T23:59:59Z");
-  CHECK_FALSE(c::parse_utc("2026-02-30T00:00:00Z"));
-  CHECK_FALSE(c::parse_utc("2026-11-22 10:00:00Z"));
-  CHECK_FALSE(c::parse_utc("2026-11-22T24:00:00Z"));
-  CHECK_FALSE(c::parse_utc("2026-11-22T10:00:00"));
+  CHECK(pisec::util::parse_utc("2040-02-29T23:59:59Z") == 2214172799);
+  CHECK(pisec::util::format_utc(2214172799) == "2040-02-29T23:59:59Z");
+  CHECK_FALSE(pisec::util::parse_utc("2026-02-30T00:00:00Z"));
+  CHECK_FALSE(pisec::util::parse_utc("2026-11-22 10:00:00Z"));
+  CHECK_FALSE(pisec::util::parse_utc("2026-11-22T24:00:00Z"));
+  CHECK_FALSE(pisec::util::parse_utc("2026-11-22T10:00:00"));
 }
 
 TEST_CASE("manifest parsing names the bad line", "[crypto]") {

@@ -2,6 +2,11 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "pisec/util.hpp"
 
@@ -50,4 +55,33 @@ TEST_CASE("printable: controls become '?', tab stays, text and U+FFFD otherwise 
   CHECK(text::printable("nbsp \xc2\xa0 ok") == "nbsp \xc2\xa0 ok");  // U+00A0 is not a control
   CHECK(text::printable("raw csi \x9b" "2J") == "raw csi " + fffd + "2J");
   CHECK(text::printable("caf\xc3\xa9 \xff") == "caf\xc3\xa9 " + fffd);
+}
+
+TEST_CASE("UTC without 32-bit time_t: past 2038, before 1970, with milliseconds", "[util]") {
+  CHECK(pisec::util::format_utc(2214172799) == "2040-02-29T23:59:59Z");
+  CHECK(pisec::util::format_utc(2214172799, false) == "2040-02-29 23:59:59 UTC");
+  CHECK(pisec::util::format_utc_ms(2214172799123) == "2040-02-29T23:59:59.123Z");
+  CHECK(pisec::util::format_utc_ms(-1) == "1969-12-31T23:59:59.999Z");
+  CHECK(pisec::util::parse_utc("2040-02-29T23:59:59Z") == 2214172799);
+}
+
+TEST_CASE("write_file_atomic replaces the file, never what a symlink points to", "[util]") {
+  char tmpl[] = "/tmp/pisec-util-XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  const std::string dir = tmpl;
+  const std::string victim = dir + "/victim", path = dir + "/state";
+  std::ofstream(victim) << "keep me";
+  REQUIRE(::symlink(victim.c_str(), path.c_str()) == 0);
+  pisec::util::write_file_atomic(path, "1795341600\n", 0600);
+  std::ifstream in(path), v(victim);
+  std::string got((std::istreambuf_iterator<char>(in)), {}), kept((std::istreambuf_iterator<char>(v)), {});
+  CHECK(got == "1795341600\n");
+  CHECK(kept == "keep me");
+  struct stat st {};
+  REQUIRE(::lstat(path.c_str(), &st) == 0);
+  CHECK(S_ISREG(st.st_mode));
+  CHECK((st.st_mode & 0777) == 0600);
+  CHECK_THROWS_WITH(pisec::util::write_file_atomic(dir + "/missing/x", "", 0600),
+                    Catch::Contains("missing/x: cannot open its directory"));
+  std::filesystem::remove_all(dir);
 }

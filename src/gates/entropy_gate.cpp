@@ -267,66 +267,27 @@ class EntropyGateImpl final : public gates::Gate {
   std::string_view name() const override { return "entropy"; }
 
   void start(boost::asio::io_context& io, gates::Done done) override {
-    cancel();
-    auto shared = std::make_shared<Shared>();
-    shared->done = std::move(done);
-    // Keeps io.run() alive while the worker has an answer still to post.
-    shared->work.emplace(io.get_executor());
-    shared_ = shared;
-    try {
-      std::thread([shared, cfg = cfg_, adapter = adapter_, options = options_] {
-        gates::Outcome outcome;
-        try {
-          outcome = run_entropy_gate(cfg, *adapter, options, &shared->cancelled);
-        } catch (const std::exception& e) {
-          outcome = {false, std::string("entropy: ") + e.what()};
-        }
-        finish(shared, std::move(outcome));
-      }).detach();
-    } catch (const std::system_error& e) {
-      finish(shared, {false, std::string("entropy: cannot start worker thread: ") + e.what()});
-    }
+    worker_.start(
+        io,
+        [cfg = cfg_, adapter = adapter_, options = options_](const std::atomic<bool>* cancelled) {
+          try {
+            return run_entropy_gate(cfg, *adapter, options, cancelled);
+          } catch (const std::exception& e) {
+            return gates::Outcome{false, std::string("entropy: ") + e.what()};
+          }
+        },
+        std::move(done));
   }
 
   // The worker cannot be interrupted inside read() or getrandom(); after this
   // it stops at its next check and never touches the io_context again.
-  void cancel() override {
-    if (!shared_) return;
-    shared_->cancelled = true;
-    std::lock_guard lock(shared_->mutex);
-    shared_->work.reset();
-    shared_->done = nullptr;
-    shared_.reset();
-  }
+  void cancel() override { worker_.cancel(); }
 
  private:
-  struct Shared {
-    std::atomic<bool> cancelled{false};
-    std::mutex mutex;
-    std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work;
-    gates::Done done;  // touched only on the io_context's thread, or under mutex
-  };
-
-  static void finish(const std::shared_ptr<Shared>& shared, gates::Outcome outcome) {
-    std::lock_guard lock(shared->mutex);
-    if (!shared->work) return;  // cancelled: the io_context may be gone
-    boost::asio::post(shared->work->get_executor(), [shared, outcome = std::move(outcome)]() mutable {
-      gates::Done done;
-      {
-        std::lock_guard inner(shared->mutex);
-        if (shared->cancelled) return;
-        done = std::move(shared->done);
-        shared->done = nullptr;
-      }
-      if (done) done(std::move(outcome));
-    });
-    shared->work.reset();
-  }
-
   config::EntropyGate cfg_;
   std::shared_ptr<EntropyAdapter> adapter_;
   EntropyGateOptions options_;
-  std::shared_ptr<Shared> shared_;
+  gates::Worker worker_;
 };
 
 }  // namespace

@@ -21,50 +21,25 @@ class IntegrityGateImpl final : public Gate {
   IntegrityGateImpl(const IntegrityGateImpl&) = delete;
   IntegrityGateImpl& operator=(const IntegrityGateImpl&) = delete;
 
-  ~IntegrityGateImpl() override {
-    cancel();
-    if (worker_.joinable()) worker_.join();
-  }
-
   std::string_view name() const override { return "integrity"; }
 
   void start(boost::asio::io_context& io, Done done) override {
-    if (worker_.joinable()) throw std::logic_error("integrity gate started twice");
-    shared_->done = std::move(done);
-    // The guard keeps io.run() from returning while the worker hashes.
-    auto work = boost::asio::make_work_guard(io);
-    worker_ = std::thread([cfg = cfg_, shared = shared_, work = std::move(work)]() mutable {
-      Outcome outcome;
-      try {
-        outcome = check_integrity(cfg, &shared->cancelled);
-      } catch (const crypto::Cancelled&) {
-        return;  // result dropped; the guard is released as the lambda dies
-      } catch (const std::exception& e) {
-        outcome = {false, e.what()};
-      }
-      if (shared->cancelled.load()) return;
-      // done is touched only on the io thread, where cancel() runs too, so the
-      // check there cannot race with a late cancel().
-      boost::asio::post(work.get_executor(), [shared, outcome = std::move(outcome)]() mutable {
-        if (shared->cancelled.load() || !shared->done) return;
-        auto report = std::move(shared->done);
-        shared->done = nullptr;
-        report(std::move(outcome));
-      });
-      work.reset();
-    });
+    worker_.start(
+        io, [cfg = cfg_](const std::atomic<bool>* cancelled) {
+          try {
+            return check_integrity(cfg, cancelled);
+          } catch (const crypto::Cancelled&) {
+            return Outcome{false, "cancelled"};  // dropped: the gate was cancelled
+          }
+        },
+        std::move(done));
   }
 
-  void cancel() override { shared_->cancelled.store(true); }
+  void cancel() override { worker_.cancel(); }
 
  private:
-  struct Shared {
-    std::atomic<bool> cancelled{false};
-    Done done;
-  };
   config::IntegrityGate cfg_;
-  std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
-  std::thread worker_;
+  Worker worker_;
 };
 
 }  // namespace

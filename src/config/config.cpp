@@ -305,8 +305,8 @@ constexpr std::size_t max_hostname = 64;
 
 std::string hostname_check(const std::string& v) {
   return v.size() <= max_hostname ? ""
-                                  : "must be at most " + std::to_string(max_hostname) + " characters, got " +
-                                        std::to_string(v.size());
+                                  : "must be at most " + std::to_string(max_hostname) +
+                                        " bytes (HOST_NAME_MAX), got " + std::to_string(v.size());
 }
 
 // The redactor's own engine (RE2) judges the syntax, so check-config and the

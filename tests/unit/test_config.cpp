@@ -269,7 +269,7 @@ TEST_CASE("the control socket path fits sun_path, the hostname HOST_NAME_MAX", "
   CHECK(load_string(std::string(minimal) + "hostname = \"" + name64 + "\"\n", "t.toml").payload.hostname ==
         name64);
   CHECK(only_error(std::string(minimal) + "hostname = \"" + name64 + "h\"\n") ==
-        "t.toml:8: payload.hostname: must be at most 64 characters, got 65");
+        "t.toml:8: payload.hostname: must be at most 64 bytes (HOST_NAME_MAX), got 65");
 }
 
 TEST_CASE("a NUL byte in any string or key is refused, naming the key", "[config]") {

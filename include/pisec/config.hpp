@@ -2,6 +2,7 @@
 // The configuration: one struct per pinned TOML table, so each module sees
 // only its own settings. Loading validates everything; a Config that exists
 // is a valid one.
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -12,6 +13,7 @@
 namespace pisec::config {
 
 inline constexpr const char* default_path = "/etc/pisec/pisecd.toml";
+inline constexpr std::size_t max_file_bytes = 1024 * 1024;  // a config file above this is refused
 
 enum class OnFailure { quarantine, proceed };  // TOML: "quarantine" / "continue"
 
@@ -172,7 +174,10 @@ class LoadError : public std::runtime_error {
   std::vector<Error> errors_;
 };
 
-// Parses and validates. Throws LoadError listing every problem found.
+// Parses and validates: the one path for run, SIGHUP and check-config, so
+// they accept and refuse the same files with the same messages. Throws
+// LoadError listing every problem found. load_file reads only a regular file
+// of at most max_file_bytes (a FIFO, a device or a directory is refused).
 Config load_file(const std::string& path);
 Config load_string(std::string_view toml_text, const std::string& display_name);
 

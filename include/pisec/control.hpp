@@ -102,8 +102,13 @@ struct PeerCredentials {
 
 // Root, or a member (primary or supplementary) of admin_gid.
 bool peer_allowed(const PeerCredentials& peer, std::optional<gid_t> admin_gid);
-// "wheel" -> its gid from a /etc/group-format text; "10" -> 10. nullopt if unknown.
+// "wheel" -> its gid from a /etc/group-format text; "10" -> 10. nullopt if
+// unknown, or a number above 4294967294 ((gid_t)-1 means "no change" to chown).
 std::optional<gid_t> find_group(std::string_view name_or_gid, std::string_view group_file_text);
+// daemon.admin_group to its gid, by find_group over group_file (read directly:
+// a static binary has no NSS). The one resolver: the config loader refuses what
+// the server would. Throws std::runtime_error with the reason, without the key.
+gid_t resolve_admin_group(std::string_view name_or_gid, const std::string& group_file = "/etc/group");
 // The "Groups:" line of /proc/<pid>/status.
 std::vector<gid_t> parse_status_groups(std::string_view proc_status_text);
 

@@ -62,7 +62,8 @@ struct InboundRule {
 InboundRule parse_inbound(std::string_view entry);
 
 // Every problem in the entry lists, as "firewall.egress[1]: \"…\": reason".
-// Empty = the [firewall] table builds. Used by check-config.
+// Empty = the [firewall] table builds. (The config loader already refuses
+// such entries one by one, with their line, through the parsers above.)
 std::vector<std::string> validate(const config::Firewall& fw);
 
 // ---- the ruleset model -----------------------------------------------------
@@ -126,7 +127,7 @@ struct Ruleset {
 };
 
 // Boot ruleset: nothing exposed; root may reach DNS/NTP; DHCP and ND keep the
-// address. Throws EntryError if `resolvers` is bad (check-config reports it first).
+// address. Throws EntryError if `resolvers` is bad (the config loader refuses it first).
 Ruleset build_lockdown_ruleset(const config::Firewall& fw);
 // Service ruleset; `extra` adds egress for the payload uid (e.g. the verifier).
 Ruleset build_service_ruleset(const config::Firewall& fw, std::uint32_t payload_uid,

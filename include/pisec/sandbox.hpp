@@ -74,6 +74,9 @@ struct SeccompPlan {
 // libseccomp does not know on any architecture throws SeccompError naming it;
 // a name that exists only on other architectures is skipped with a warning.
 SeccompPlan plan_seccomp(const std::vector<std::string>& extra);
+// Empty when libseccomp knows `name` (on some architecture), else the reason
+// plan_seccomp would throw. The config loader checks seccomp_deny with it.
+std::string seccomp_name_error(const std::string& name);
 
 // Compiles the plan into classic BPF for the native architecture (default
 // allow; denies -> EPERM; clone with namespace flags -> EPERM; clone3 ->

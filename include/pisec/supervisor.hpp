@@ -69,7 +69,10 @@ class ProbeTracker {
   int consecutive_ = 0;
 };
 
-// Parses "http://host:port/path" or "tcp://host:port" (validated by the config).
+// Parses "http://host:port/path" or "tcp://host:port"; "" is Kind::none. The
+// host is an IPv4 address or "localhost" (the probe uses no DNS), the port
+// 1-65535. Throws std::invalid_argument with the reason: the config loader
+// calls it, so a loaded probe always parses the same way at run time.
 struct ProbeTarget {
   enum class Kind { none, http, tcp } kind = Kind::none;
   std::string host;

@@ -149,8 +149,12 @@ bool peer_allowed(const PeerCredentials& peer, std::optional<gid_t> admin_gid) {
 
 std::optional<gid_t> find_group(std::string_view name_or_gid, std::string_view text) {
   if (name_or_gid.empty()) return std::nullopt;
-  if (name_or_gid.find_first_not_of("0123456789") == std::string_view::npos && name_or_gid.size() <= 9)
-    return static_cast<gid_t>(std::stoul(std::string(name_or_gid)));
+  if (name_or_gid.find_first_not_of("0123456789") == std::string_view::npos) {
+    if (name_or_gid.size() > 10) return std::nullopt;
+    const unsigned long long gid = std::stoull(std::string(name_or_gid));
+    if (gid > 4294967294ULL) return std::nullopt;
+    return static_cast<gid_t>(gid);
+  }
   while (!text.empty()) {
     std::size_t nl = text.find('\n');
     std::string_view line = text.substr(0, nl);
@@ -166,6 +170,15 @@ std::optional<gid_t> find_group(std::string_view name_or_gid, std::string_view t
     return static_cast<gid_t>(std::stoul(std::string(gid)));
   }
   return std::nullopt;
+}
+
+gid_t resolve_admin_group(std::string_view name_or_gid, const std::string& group_file) {
+  if (auto gid = find_group(name_or_gid, read_text_file(group_file))) return *gid;
+  const std::string name(name_or_gid);
+  if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos)
+    throw std::runtime_error("gid " + name + " is out of range (0-4294967294)");
+  throw std::runtime_error("group \"" + name + "\" not found in " + group_file +
+                           " (read directly, no NSS: add the group there or give its number)");
 }
 
 std::vector<gid_t> parse_status_groups(std::string_view text) {
@@ -464,10 +477,11 @@ void Server::Core::start() {
   if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path))
     throw std::runtime_error("control socket path \"" + path + "\" is empty or too long");
   if (!options.admin_group.empty()) {
-    admin_gid = find_group(options.admin_group, read_text_file(options.group_file));
-    if (!admin_gid)
-      throw std::runtime_error("daemon.admin_group: group \"" + options.admin_group + "\" not found in " +
-                               options.group_file);
+    try {
+      admin_gid = resolve_admin_group(options.admin_group, options.group_file);
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error(std::string("daemon.admin_group: ") + e.what());
+    }
   }
   make_parent_dirs(std::filesystem::path(path).parent_path());
   clear_stale_socket(path);

@@ -70,6 +70,11 @@ constexpr std::uint64_t clone_namespace_flags[] = {CLONE_NEWNS,  CLONE_NEWUTS, C
 
 }  // namespace
 
+std::string seccomp_name_error(const std::string& name) {
+  if (seccomp_syscall_resolve_name(name.c_str()) != __NR_SCMP_ERROR) return "";
+  return "unknown system call \"" + name + "\"";
+}
+
 SeccompPlan plan_seccomp(const std::vector<std::string>& extra) {
   SeccompPlan plan;
   auto deny = [&plan](const std::string& name, int nr) {
@@ -86,9 +91,9 @@ SeccompPlan plan_seccomp(const std::vector<std::string>& extra) {
     if (nr >= 0) deny(name, nr);
   }
   for (const auto& name : extra) {
+    if (auto error = seccomp_name_error(name); !error.empty())
+      throw SeccompError("payload.seccomp_deny: " + error);
     int nr = seccomp_syscall_resolve_name(name.c_str());
-    if (nr == __NR_SCMP_ERROR)
-      throw SeccompError("payload.seccomp_deny: unknown system call \"" + name + "\"");
     if (nr < 0) {
       // Known to libseccomp, absent here: one config may serve ARM and x86-64.
       plan.warnings.push_back("payload.seccomp_deny: \"" + name +

@@ -1,5 +1,10 @@
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <cmath>
+#include <regex>
+#include <stdexcept>
 
 #include "pisec/supervisor.hpp"
 
@@ -59,22 +64,24 @@ Decision RestartPolicy::count_and_schedule(std::int64_t now_ms, std::int64_t upt
 
 ProbeTarget parse_probe(const std::string& url) {
   ProbeTarget t;
-  std::string rest;
-  if (url.rfind("http://", 0) == 0) {
-    t.kind = ProbeTarget::Kind::http;
-    rest = url.substr(7);
-  } else if (url.rfind("tcp://", 0) == 0) {
-    t.kind = ProbeTarget::Kind::tcp;
-    rest = url.substr(6);
-  } else {
-    return t;
-  }
-  auto slash = rest.find('/');
-  std::string hostport = rest.substr(0, slash);
-  if (slash != std::string::npos) t.path = rest.substr(slash);
-  auto colon = hostport.rfind(':');
-  t.host = hostport.substr(0, colon);
-  t.port = static_cast<std::uint16_t>(std::stoi(hostport.substr(colon + 1)));
+  if (url.empty()) return t;
+  static const std::regex shape(R"((http|tcp)://([^/\s:]+):(\d{1,5})(/\S*)?)");
+  std::smatch m;
+  if (!std::regex_match(url, m, shape) || (m[1] == "tcp" && m[4].matched))
+    throw std::invalid_argument("must be \"http://HOST:PORT/PATH\" or \"tcp://HOST:PORT\", got \"" + url + "\"");
+  t.kind = m[1] == "http" ? ProbeTarget::Kind::http : ProbeTarget::Kind::tcp;
+  t.host = m[2];
+  // The probe connects to a literal address: DNS is neither trusted nor
+  // reachable from every ruleset.
+  in_addr ignored{};
+  if (t.host != "localhost" && inet_pton(AF_INET, t.host.c_str(), &ignored) != 1)
+    throw std::invalid_argument("host must be an IPv4 address or \"localhost\" (the probe uses no DNS), got \"" +
+                                t.host + "\"");
+  const int port = std::stoi(m[3]);
+  if (port < 1 || port > 65535)
+    throw std::invalid_argument("port must be 1-65535, got " + m[3].str());
+  t.port = static_cast<std::uint16_t>(port);
+  if (m[4].matched) t.path = m[4];
   return t;
 }
 

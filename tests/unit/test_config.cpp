@@ -1,5 +1,14 @@
 #include <catch2/catch.hpp>
 
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
 #include "pisec/config.hpp"
 
 using pisec::config::LoadError;
@@ -26,6 +35,58 @@ std::string only_error(const std::string& text) {
   }
   FAIL("config was accepted: " << text);
   return {};
+}
+
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/pisec-config-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+// load_file(path) in a child process, so a loader that blocks or reads
+// forever fails the test after timeout_ms instead of hanging it. Returns the
+// error text, "accepted", or "timed out".
+std::string load_file_within(const std::string& path, int timeout_ms) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    std::string result = "accepted";
+    try {
+      pisec::config::load_file(path);
+    } catch (const std::exception& e) {
+      result = e.what();
+    }
+    ssize_t ignored = ::write(fds[1], result.data(), result.size());
+    (void)ignored;
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string result;
+  pollfd p{fds[0], POLLIN, 0};
+  char buf[4096];
+  for (;;) {
+    if (::poll(&p, 1, timeout_ms) <= 0) {
+      result = "timed out";
+      ::kill(pid, SIGKILL);
+      break;
+    }
+    ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n <= 0) break;
+    result.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fds[0]);
+  ::waitpid(pid, nullptr, 0);
+  return result;
 }
 
 }  // namespace
@@ -133,4 +194,119 @@ TEST_CASE("several errors are all reported at once", "[config]") {
   } catch (const LoadError& e) {
     CHECK(e.errors().size() == 2);
   }
+}
+
+// Issue 8 item 9: what run and SIGHUP reload would refuse, the loader refuses,
+// with file:line: key: reason (check-config adds nothing of its own).
+TEST_CASE("firewall entries are checked by the loader, with their line", "[config]") {
+  const std::string base = minimal;
+  CHECK(only_error(base + "[firewall]\negress = [\"tcp:192.0.2.1:443\", \"tcp:example.com:443\"]\n") ==
+        "t.toml:9: firewall.egress[1]: \"tcp:example.com:443\": \"example.com\" is not an IPv4/IPv6 "
+        "address or prefix (names are not allowed: the firewall is set before DNS can be trusted; use "
+        "the address)");
+  // Refused even while the firewall is off: turning it on must not be what
+  // reveals the mistake.
+  CHECK(only_error(base + "[firewall]\nenabled = false\negress = [\"tcp:192.0.2.1\"]\n") ==
+        "t.toml:10: firewall.egress[0]: \"tcp:192.0.2.1\": must be \"proto:host:port\", e.g. "
+        "\"tcp:192.0.2.10:443\"");
+  CHECK(only_error(base + "[firewall]\ninbound = [\"sctp:22\"]\n") ==
+        "t.toml:9: firewall.inbound[0]: \"sctp:22\": protocol must be \"tcp\" or \"udp\", got \"sctp\"");
+  CHECK(only_error(base + "[firewall]\nresolvers = [\"192.0.2.1/8\"]\n") ==
+        "t.toml:9: firewall.resolvers[0]: \"192.0.2.1/8\": \"192.0.2.1/8\" has host bits set beyond /8");
+  auto c = load_string(
+      base + "[firewall]\negress = [\"udp:[2001:db8::1]:53\"]\ninbound = [\"tcp:22:198.51.100.0/24\"]\n", "t.toml");
+  CHECK(c.firewall.egress.size() == 1);
+  CHECK(c.firewall.inbound.size() == 1);
+}
+
+TEST_CASE("the probe needs a port 1-65535 and an IP address or localhost", "[config]") {
+  const std::string base = std::string(minimal) + "[watchdog]\n";
+  CHECK(only_error(base + "probe = \"http://127.0.0.1:74616/\"\n") ==
+        "t.toml:9: watchdog.probe: port must be 1-65535, got 74616");
+  CHECK(only_error(base + "probe = \"tcp://127.0.0.1:0\"\n") ==
+        "t.toml:9: watchdog.probe: port must be 1-65535, got 0");
+  CHECK(only_error(base + "probe = \"http://health.example:8080/\"\n") ==
+        "t.toml:9: watchdog.probe: host must be an IPv4 address or \"localhost\" (the probe uses no DNS), "
+        "got \"health.example\"");
+  CHECK(only_error(base + "probe = \"tcp://127.0.0.1:80/x\"\n") ==
+        "t.toml:9: watchdog.probe: must be \"http://HOST:PORT/PATH\" or \"tcp://HOST:PORT\", got "
+        "\"tcp://127.0.0.1:80/x\"");
+  CHECK(load_string(base + "probe = \"tcp://localhost:65535\"\n", "t.toml").watchdog.probe ==
+        "tcp://localhost:65535");
+  CHECK(load_string(base + "probe = \"http://10.0.0.1:1/h?x=1\"\n", "t.toml").watchdog.probe ==
+        "http://10.0.0.1:1/h?x=1");
+}
+
+TEST_CASE("seccomp_deny names are resolved by libseccomp at load time", "[config]") {
+  const std::string base = minimal;  // ends inside [payload]
+  CHECK(only_error(base + "seccomp_deny = [\"chmod\", \"chmood\"]\n") ==
+        "t.toml:8: payload.seccomp_deny[1]: unknown system call \"chmood\"");
+  // Known to libseccomp on another architecture only: a warning at spawn, not an error.
+  CHECK(load_string(base + "seccomp_deny = [\"chmod\", \"clock_settime64\"]\n", "t.toml")
+            .payload.seccomp_deny.size() == 2);
+}
+
+TEST_CASE("admin_group must resolve the way the control server resolves it", "[config]") {
+  const std::string base = std::string(minimal) + "[daemon]\n";
+  CHECK(only_error(base + "admin_group = \"no-such-group-pisec\"\n") ==
+        "t.toml:9: daemon.admin_group: group \"no-such-group-pisec\" not found in /etc/group (read "
+        "directly, no NSS: add the group there or give its number)");
+  CHECK(only_error(base + "admin_group = \"4294967295\"\n") ==
+        "t.toml:9: daemon.admin_group: gid 4294967295 is out of range (0-4294967294)");
+  CHECK(only_error(base + "admin_group = \"99999999999999999999999\"\n") ==
+        "t.toml:9: daemon.admin_group: gid 99999999999999999999999 is out of range (0-4294967294)");
+  CHECK(load_string(base + "admin_group = \"4294967294\"\n", "t.toml").daemon.admin_group == "4294967294");
+  CHECK(load_string(base + "admin_group = \"root\"\n", "t.toml").daemon.admin_group == "root");
+}
+
+TEST_CASE("the control socket path fits sun_path, the hostname HOST_NAME_MAX", "[config]") {
+  const std::string path107 = "/" + std::string(106, 's');
+  CHECK(load_string(std::string(minimal) + "[daemon]\ncontrol_socket = \"" + path107 + "\"\n", "t.toml")
+            .daemon.control_socket == path107);
+  CHECK(only_error(std::string(minimal) + "[daemon]\ncontrol_socket = \"" + path107 + "x\"\n") ==
+        "t.toml:9: daemon.control_socket: must be at most 107 bytes (the sun_path limit), got 108");
+  const std::string name64(64, 'h');
+  CHECK(load_string(std::string(minimal) + "hostname = \"" + name64 + "\"\n", "t.toml").payload.hostname ==
+        name64);
+  CHECK(only_error(std::string(minimal) + "hostname = \"" + name64 + "h\"\n") ==
+        "t.toml:8: payload.hostname: must be at most 64 bytes (HOST_NAME_MAX), got 65");
+}
+
+TEST_CASE("a NUL byte in any string or key is refused, naming the key", "[config]") {
+  const std::string head = "[gates.integrity]\nenabled = false\n[gates.clock]\nenabled = false\n";
+  CHECK(only_error(head + "[payload]\ncommand = [\"/bin/sleep\\u0000/x\", \"1\"]\n") ==
+        "t.toml:6: payload.command[0]: must not contain a NUL byte (\\u0000)");
+  CHECK(only_error(std::string(minimal) + "[payload.env]\nTOKEN = \"a\\u0000b\"\n") ==
+        "t.toml:9: payload.env.TOKEN: must not contain a NUL byte (\\u0000)");
+  CHECK(only_error(std::string(minimal) + "[payload.env]\n\"A\\u0000B\" = \"x\"\n") ==
+        "t.toml:9: payload.env.A\\u0000B: key must not contain a NUL byte (\\u0000)");
+  CHECK(only_error(std::string(minimal) + "[mux]\nlisten = \"\\u0000\"\n") ==
+        "t.toml:9: mux.listen: must not contain a NUL byte (\\u0000)");
+  // In an unknown table too: the bytes must never reach a message.
+  CHECK(only_error(std::string(minimal) + "[nope]\nx = [[\"\\u0000\"]]\n") ==
+        "t.toml:9: nope.x[0][0]: must not contain a NUL byte (\\u0000)");
+}
+
+// Issue 8 item 10: only a regular file of at most 1 MiB is read.
+TEST_CASE("a config path that is not a regular file is refused without reading it", "[config]") {
+  TempDir dir;
+  const std::string fifo = (dir.path / "fifo.toml").string();
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK(load_file_within(fifo, 5000) == fifo + ": not a regular file");
+  CHECK(load_file_within("/dev/zero", 5000) == "/dev/zero: not a regular file");
+  CHECK(load_file_within(dir.path.string(), 5000) == dir.path.string() + ": not a regular file");
+  const std::string missing = (dir.path / "missing.toml").string();
+  CHECK(load_file_within(missing, 5000) == missing + ": cannot read: No such file or directory");
+}
+
+TEST_CASE("a config file above 1 MiB is refused, one of exactly 1 MiB is read", "[config]") {
+  TempDir dir;
+  std::string text = minimal;
+  text += "#" + std::string(pisec::config::max_file_bytes - text.size() - 3, 'x') + "\n";
+  REQUIRE(text.size() == 1048576 - 1);
+  const std::string path = (dir.path / "big.toml").string();
+  std::ofstream(path, std::ios::binary) << text << '\n';
+  CHECK(pisec::config::load_file(path).payload.command.front() == "/bin/app");
+  std::ofstream(path, std::ios::binary) << text << "\n\n";
+  CHECK(load_file_within(path, 5000) == path + ": larger than 1048576 bytes");
 }

@@ -61,10 +61,6 @@ struct InboundRule {
 };
 InboundRule parse_inbound(std::string_view entry);
 
-// Every problem in the entry lists, as "firewall.egress[1]: \"…\": reason".
-// Empty = the [firewall] table builds. (The config loader already refuses
-// such entries one by one, with their line, through the parsers above.)
-std::vector<std::string> validate(const config::Firewall& fw);
 
 // ---- the ruleset model -----------------------------------------------------
 

@@ -37,10 +37,6 @@ int cmd_firewall(const Args& in) {
   auto loaded = load_config(path);
   if (!loaded) return 1;
   const config::Config& cfg = *loaded;
-  if (auto errors = firewall::validate(cfg.firewall); !errors.empty()) {
-    for (const auto& err : errors) std::cerr << path << ": " << err << '\n';
-    return 1;
-  }
   const auto rs = lockdown ? firewall::build_lockdown_ruleset(cfg.firewall)
                            : firewall::build_service_ruleset(cfg.firewall, cfg.payload.uid);
   if (action == "render") {

@@ -356,24 +356,6 @@ InboundRule parse_inbound(std::string_view entry) {
   return r;
 }
 
-std::vector<std::string> validate(const config::Firewall& fw) {
-  std::vector<std::string> errors;
-  auto check = [&](const char* key, const std::vector<std::string>& list, auto parse) {
-    for (std::size_t i = 0; i < list.size(); ++i) {
-      try {
-        parse(list[i]);
-      } catch (const EntryError& e) {
-        errors.push_back("firewall." + std::string(key) + "[" + std::to_string(i) + "]: \"" +
-                         list[i] + "\": " + e.what());
-      }
-    }
-  };
-  check("egress", fw.egress, [](const std::string& s) { parse_egress(s); });
-  check("inbound", fw.inbound, [](const std::string& s) { parse_inbound(s); });
-  check("resolvers", fw.resolvers, [](const std::string& s) { parse_prefix(s); });
-  return errors;
-}
-
 // ---- rulesets -----------------------------------------------------------------
 
 Ruleset build_lockdown_ruleset(const config::Firewall& fw) {

@@ -75,19 +75,6 @@ TEST_CASE("entry parsing errors say why", "[firewall]") {
   CHECK_THAT(error_of(prefix, "2001:db8::/129"), Catch::Contains("0-128"));
 }
 
-TEST_CASE("validate names the key and index of each bad entry", "[firewall]") {
-  Firewall f;
-  f.egress = {"tcp:192.0.2.1:443", "tcp:verifier.example:443"};
-  f.inbound = {"tcp:99999"};
-  f.resolvers = {"dns.example"};
-  auto errors = fw::validate(f);
-  REQUIRE(errors.size() == 3);
-  CHECK_THAT(errors[0], Catch::StartsWith("firewall.egress[1]: \"tcp:verifier.example:443\": "));
-  CHECK_THAT(errors[1], Catch::StartsWith("firewall.inbound[0]: "));
-  CHECK_THAT(errors[2], Catch::StartsWith("firewall.resolvers[0]: "));
-  CHECK(fw::validate(Firewall{}).empty());
-}
-
 TEST_CASE("service ruleset with defaults", "[firewall]") {
   auto rs = fw::build_service_ruleset(Firewall{}, 1000);
   CHECK(rs.mode == fw::Mode::service);

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "child.hpp"
 #include "pisec/config.hpp"
 
 using pisec::config::LoadError;
@@ -54,39 +55,12 @@ struct TempDir {
 // forever fails the test after timeout_ms instead of hanging it. Returns the
 // error text, "accepted", or "timed out".
 std::string load_file_within(const std::string& path, int timeout_ms) {
-  int fds[2];
-  REQUIRE(::pipe(fds) == 0);
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::close(fds[0]);
-    std::string result = "accepted";
-    try {
-      pisec::config::load_file(path);
-    } catch (const std::exception& e) {
-      result = e.what();
-    }
-    ssize_t ignored = ::write(fds[1], result.data(), result.size());
-    (void)ignored;
-    ::_exit(0);
-  }
-  ::close(fds[1]);
-  std::string result;
-  pollfd p{fds[0], POLLIN, 0};
-  char buf[4096];
-  for (;;) {
-    if (::poll(&p, 1, timeout_ms) <= 0) {
-      result = "timed out";
-      ::kill(pid, SIGKILL);
-      break;
-    }
-    ssize_t n = ::read(fds[0], buf, sizeof buf);
-    if (n <= 0) break;
-    result.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fds[0]);
-  ::waitpid(pid, nullptr, 0);
-  return result;
+  return pisec::testing::run_in_child(
+      [&] {
+        pisec::config::load_file(path);
+        return std::string("accepted");
+      },
+      timeout_ms);
 }
 
 }  // namespace

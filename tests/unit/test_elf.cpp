@@ -17,6 +17,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "child.hpp"
 #include "pisec/elf.hpp"
 
 using namespace pisec;
@@ -594,12 +595,7 @@ long peak_rss_kib() {
 // KiB. The child resets its high-water mark first (clear_refs 5), so earlier
 // peaks of this test process cannot hide the growth.
 long child_peak_growth_kib(const std::function<void()>& fn) {
-  int fds[2];
-  REQUIRE(::pipe(fds) == 0);
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::close(fds[0]);
+  std::string out = pisec::testing::run_in_child([&] {
     long growth = -1;
     int fd = ::open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
     if (fd >= 0 && ::write(fd, "5", 1) == 1) {
@@ -608,17 +604,10 @@ long child_peak_growth_kib(const std::function<void()>& fn) {
       long after = peak_rss_kib();
       if (before >= 0 && after >= 0) growth = after - before;
     }
-    (void)!::write(fds[1], &growth, sizeof growth);
-    ::_exit(0);
-  }
-  ::close(fds[1]);
-  long growth = -1;
-  bool got = ::read(fds[0], &growth, sizeof growth) == static_cast<ssize_t>(sizeof growth);
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  REQUIRE(got);
-  return growth;
+    return std::to_string(growth);
+  });
+  REQUIRE_FALSE(out.empty());
+  return std::stol(out);
 }
 
 TEST_CASE("check_file reads headers and judged sections only: a 100 MiB ELF costs no 100 MiB", "[elf]") {

@@ -3,6 +3,8 @@
 // pets it only while its own loop is healthy; an orderly stop magic-closes it.
 #include <string>
 
+#include "pisec/util.hpp"
+
 namespace pisec::supervisor {
 
 class HardwareWatchdog {
@@ -18,10 +20,10 @@ class HardwareWatchdog {
   void pet();
   // Writes the magic 'V' so the driver stops the timer, then closes.
   void magic_close();
-  bool is_open() const { return fd_ >= 0; }
+  bool is_open() const { return static_cast<bool>(fd_); }
 
  private:
-  int fd_ = -1;
+  util::UniqueFd fd_;
   std::string device_;
 };
 

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pisec/control.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::control {
 namespace {
@@ -27,25 +28,24 @@ class Connection {
   Connection(const std::string& path, std::chrono::milliseconds timeout) : path_(path), timeout_(timeout) {
     if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path))
       throw ClientError("cannot reach daemon at " + path + ": socket path is empty or too long");
-    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) throw ClientError("cannot reach daemon at " + path + ": " + std::strerror(errno));
+    fd_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd_) throw ClientError("cannot reach daemon at " + path + ": " + std::strerror(errno));
     // Bounds connect() when the listener's backlog is full, and each send.
     timeval tv{};
     tv.tv_sec = static_cast<decltype(tv.tv_sec)>(timeout.count() / 1000);
     tv.tv_usec = static_cast<decltype(tv.tv_usec)>((timeout.count() % 1000) * 1000);
-    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd_.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    if (::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    if (::connect(fd_.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
       int err = errno;
-      ::close(fd_);
+      fd_.reset();
       if (err == EAGAIN || err == EINPROGRESS)
         throw ClientError("cannot reach daemon at " + path + ": no connection within " + seconds_text(timeout));
       throw ClientError("cannot reach daemon at " + path + ": " + std::strerror(err));
     }
   }
-  ~Connection() { ::close(fd_); }
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
@@ -53,7 +53,7 @@ class Connection {
     std::string out = line + "\n";
     std::size_t off = 0;
     while (off < out.size()) {
-      ssize_t n = ::send(fd_, out.data() + off, out.size() - off, MSG_NOSIGNAL);
+      ssize_t n = ::send(fd_.get(), out.data() + off, out.size() - off, MSG_NOSIGNAL);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
         // The daemon may have refused us (peer credentials, too many clients)
@@ -85,13 +85,13 @@ class Connection {
         if (left <= 0) throw ClientError("no answer from daemon at " + path_ + " within " + seconds_text(timeout_));
         wait_ms = static_cast<int>(left);
       }
-      pollfd p{fd_, POLLIN, 0};
+      pollfd p{fd_.get(), POLLIN, 0};
       int rc = ::poll(&p, 1, wait_ms);
       if (rc < 0 && errno == EINTR) continue;
       if (rc < 0) throw ClientError("cannot read from daemon at " + path_ + ": " + std::strerror(errno));
       if (rc == 0) continue;  // the deadline check above reports it
       char chunk[16384];
-      ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+      ssize_t n = ::recv(fd_.get(), chunk, sizeof chunk, 0);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && send_errno_ == 0) throw ClientError("cannot read from daemon at " + path_ + ": " + std::strerror(errno));
       if (n <= 0) {
@@ -109,7 +109,7 @@ class Connection {
  private:
   std::string path_;
   std::chrono::milliseconds timeout_;
-  int fd_ = -1;
+  util::UniqueFd fd_;
   std::string buf_;
   int send_errno_ = 0;  // EPIPE/ECONNRESET while sending: read the daemon's reason first
 };

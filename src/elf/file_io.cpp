@@ -34,13 +34,13 @@ int open_in_root(int root_fd, const std::string& path, int flags) {
 
 FileReader::FileReader(int root_fd, const std::string& path) {
   // O_NONBLOCK: opening a FIFO must not hang the gate; it is refused below.
-  fd_ = open_in_root(root_fd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd_ < 0) {
+  fd_.reset(open_in_root(root_fd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  if (!fd_) {
     error_ = std::strerror(errno);
     return;
   }
   struct stat st {};
-  if (::fstat(fd_, &st) != 0) {
+  if (::fstat(fd_.get(), &st) != 0) {
     error_ = std::strerror(errno);
   } else if (!S_ISREG(st.st_mode)) {
     error_ = S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file";
@@ -49,9 +49,7 @@ FileReader::FileReader(int root_fd, const std::string& path) {
   }
 }
 
-FileReader::~FileReader() {
-  if (fd_ >= 0) ::close(fd_);
-}
+FileReader::~FileReader() = default;
 
 std::string FileReader::size_error(std::size_t max_bytes) const {
   if (size_ <= max_bytes) return {};
@@ -68,7 +66,7 @@ void FileReader::read(std::uint64_t offset, std::span<std::uint8_t> out) const {
   if (!error_.empty()) throw ReadError(error_);
   std::size_t done = 0;
   while (done < out.size()) {
-    ssize_t n = ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    ssize_t n = ::pread(fd_.get(), out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) throw ReadError(std::strerror(errno));
     // The size came from fstat: a file cut short since then is not judged.

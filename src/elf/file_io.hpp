@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "pisec/elf.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::elf::detail {
 
@@ -35,7 +36,7 @@ class FileReader final : public Reader {
   void read(std::uint64_t offset, std::span<std::uint8_t> out) const override;
 
  private:
-  int fd_ = -1;
+  util::UniqueFd fd_;
   std::uint64_t size_ = 0;
   std::string error_;
 };

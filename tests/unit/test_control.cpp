@@ -429,7 +429,7 @@ int child_status_as(const std::string& path, gid_t gid, const std::vector<gid_t>
 }
 }  // namespace
 
-TEST_CASE("non-root peers are refused; admin_group members are let in", "[control]") {
+TEST_CASE("non-root peers are refused; admin_group members are let in", "[control][root]") {
   if (::geteuid() != 0) {
     WARN("not root: cannot run a client with another uid; peer-credential refusal not exercised");
     return;

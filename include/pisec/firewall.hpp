@@ -171,12 +171,6 @@ std::vector<std::string> compare(const TableSnapshot& want, const TableSnapshot&
 
 // ---- kernel adapter (netlink, needs CAP_NET_ADMIN) ---------------------------
 
-struct ApplyOptions {
-  // Tests only: append a rule naming a chain that does not exist, so the kernel
-  // rejects the batch (`pisecd firewall apply --test-invalid-batch`).
-  bool inject_invalid_rule = false;
-};
-
 struct ApplyResult {
   bool applied = false;   // the kernel committed the transaction
   bool verified = false;  // and reading it back matched the model
@@ -188,7 +182,7 @@ struct ApplyResult {
 // One atomic transaction (create-if-missing, delete, recreate the table, then
 // sets, chains, rules), every ACK collected, then read back and compared.
 // A rejected batch leaves the previous ruleset in force.
-ApplyResult apply(const Ruleset& rs, const ApplyOptions& opts = {});
+ApplyResult apply(const Ruleset& rs);
 
 // Reads `inet <table>` from the kernel (throws std::runtime_error on netlink errors).
 TableSnapshot read_kernel_table(const std::string& table);

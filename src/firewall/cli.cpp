@@ -28,7 +28,6 @@ int cmd_firewall(const Args& in) {
   args.erase(args.begin());
   std::string path = take_option(args, {"-c", "--config"}).value_or(config::default_path);
   bool lockdown = take_flag(args, {"--lockdown"});
-  bool invalid = action == "apply" && take_flag(args, {"--test-invalid-batch"});
   reject_unknown_options(args);
   if (!args.empty()) throw UsageError("unexpected argument " + args.front());
   if (action != "render" && action != "apply" && action != "verify")
@@ -44,9 +43,7 @@ int cmd_firewall(const Args& in) {
     return 0;
   }
   if (action == "verify") return print_result(firewall::verify(rs), lockdown ? "lockdown ruleset" : "service ruleset");
-  firewall::ApplyOptions opts;
-  opts.inject_invalid_rule = invalid;
-  return print_result(firewall::apply(rs, opts), lockdown ? "lockdown ruleset" : "service ruleset");
+  return print_result(firewall::apply(rs), lockdown ? "lockdown ruleset" : "service ruleset");
 }
 
 }  // namespace pisec::cli

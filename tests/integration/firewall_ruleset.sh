@@ -68,15 +68,22 @@ pass "100 re-applies: one table, $n objects, nothing leaked"
 
 # --- 5. invalid batch: reported, previous ruleset intact -----------------------
 in_dev nft list table inet pisec | sed -E 's/ packets [0-9]+ bytes [0-9]+//' >"$TMP/before.invalid"
-if in_dev "$PISECD" firewall apply -c "$B" --test-invalid-batch >"$TMP/invalid.out" 2>&1; then
-  fail "an invalid batch was reported as applied"
-fi
+# fw_bad_batch sends config B's whole batch (different from A, in force now)
+# plus, last, one rule the kernel refuses, through pisecd's own socket code.
+BAD_BATCH=$PISEC_BUILD/fixtures/fw_bad_batch
+[ -x "$BAD_BATCH" ] || fail "missing fixture $BAD_BATCH"
+rc=0
+in_dev "$BAD_BATCH" "$B" >"$TMP/invalid.out" 2>&1 || rc=$?
+[ "$rc" -ne 0 ] || fail "an invalid batch was reported as applied: $(cat "$TMP/invalid.out")"
+[ "$rc" -eq 1 ] || fail "fw_bad_batch could not run the test (rc $rc): $(cat "$TMP/invalid.out")"
 grep -q "previous ruleset stays in force" "$TMP/invalid.out" || fail "failure message unclear: $(cat "$TMP/invalid.out")"
 grep -q "pisec-test-missing-chain" "$TMP/invalid.out" || fail "failure does not name the refused object: $(cat "$TMP/invalid.out")"
 in_dev nft list table inet pisec | sed -E 's/ packets [0-9]+ bytes [0-9]+//' >"$TMP/after.invalid"
 diff -u "$TMP/before.invalid" "$TMP/after.invalid" || fail "the invalid batch changed the ruleset"
 in_dev "$PISECD" firewall verify -c "$A" >/dev/null || fail "previous ruleset no longer verifies"
 pass "invalid batch reported ($(head -c 160 "$TMP/invalid.out")...) and the previous ruleset is intact"
+in_dev "$PISECD" firewall apply -c "$B" --test-invalid-batch >/dev/null 2>&1 && fail "pisecd still accepts --test-invalid-batch"
+pass "the test hook is not part of pisecd (--test-invalid-batch is refused)"
 
 # --- 6. host tables untouched --------------------------------------------------
 in_dev nft list table inet hostfw | diff -u "$TMP/hostfw.before" - || fail "host table inet hostfw changed"

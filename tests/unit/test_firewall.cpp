@@ -4,11 +4,15 @@
 #include <linux/netfilter/nf_nat.h>
 #include <linux/netfilter/nf_tables.h>
 
+#include <libmnl/libmnl.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nfnetlink.h>
 #include <libnftnl/expr.h>
 #include <libnftnl/rule.h>
 
 #include <algorithm>
 
+#include "../../src/firewall/netlink_detail.hpp"
 #include "pisec/firewall.hpp"
 
 namespace fw = pisec::firewall;
@@ -303,4 +307,63 @@ TEST_CASE("canonical expressions drop kernel-only details", "[firewall]") {
       if (e.rfind("counter", 0) == 0) CHECK(e == "counter");
     }
   CHECK(saw_dynset);
+}
+
+namespace {
+
+// What a kernel dump of `batch` would hold: its NEWRULE messages parsed back
+// with libnftnl (the request and the dump answer share one attribute layout),
+// `edit` applied to each expression, put into the chains the model declares.
+template <typename Edit>
+fw::TableSnapshot read_back(const fw::Ruleset& rs, const fw::detail::Batch& batch, Edit edit) {
+  fw::TableSnapshot got = fw::expected_snapshot(rs);
+  for (auto& c : got.chains) c.rules.clear();
+  const auto* nlh = reinterpret_cast<const nlmsghdr*>(batch.bytes.data());
+  int len = static_cast<int>(batch.bytes.size());
+  for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
+    if (nlh->nlmsg_type != ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE)) continue;
+    fw::detail::RulePtr r(nftnl_rule_alloc());
+    REQUIRE(nftnl_rule_nlmsg_parse(nlh, r.get()) == 0);
+    nftnl_expr_iter* it = nftnl_expr_iter_create(r.get());
+    std::string chain_name = nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN);
+    for (nftnl_expr* e = nftnl_expr_iter_next(it); e; e = nftnl_expr_iter_next(it)) edit(chain_name, e);
+    nftnl_expr_iter_destroy(it);
+    auto c = std::find_if(got.chains.begin(), got.chains.end(), [&](const fw::ChainSnapshot& s) { return s.name == chain_name; });
+    REQUIRE(c != got.chains.end());
+    c->rules.push_back(fw::canonical_rule(r.get()));
+  }
+  return got;
+}
+
+}  // namespace
+
+TEST_CASE("read-back of the lowered batch: same meaning passes, one changed rule is named", "[firewall]") {
+  auto rs = fw::build_service_ruleset(Firewall{}, 1000);
+  auto want = fw::expected_snapshot(rs);
+  auto batch = fw::detail::lower_batch(rs);
+
+  // The kernel adds proto_max = proto_min to the redirect: same meaning.
+  int redirs = 0;
+  auto kernel_like = read_back(rs, batch, [&](const std::string&, nftnl_expr* e) {
+    if (std::string(nftnl_expr_get_str(e, NFTNL_EXPR_NAME)) != "redir") return;
+    nftnl_expr_set_u32(e, NFTNL_EXPR_REDIR_REG_PROTO_MAX, nftnl_expr_get_u32(e, NFTNL_EXPR_REDIR_REG_PROTO_MIN));
+    ++redirs;
+  });
+  CHECK(redirs >= 1);
+  CHECK(fw::compare(want, kernel_like).empty());
+
+  // One accept in chain input turned into drop: exactly that rule is reported.
+  bool flipped = false;
+  auto tampered = read_back(rs, batch, [&](const std::string& chain_name, nftnl_expr* e) {
+    if (flipped || chain_name != "input" || std::string(nftnl_expr_get_str(e, NFTNL_EXPR_NAME)) != "immediate" ||
+        !nftnl_expr_is_set(e, NFTNL_EXPR_IMM_VERDICT) || nftnl_expr_get_u32(e, NFTNL_EXPR_IMM_VERDICT) != NF_ACCEPT)
+      return;
+    nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, NF_DROP);
+    flipped = true;
+  });
+  REQUIRE(flipped);
+  auto d = fw::compare(want, tampered);
+  REQUIRE(d.size() == 1);
+  CHECK_THAT(d[0], Catch::Contains("chain input: rule") && Catch::Contains("differs") &&
+                       Catch::Contains("verdict=0"));
 }

@@ -2,11 +2,17 @@
 // The watchdog's decisions as plain functions over plain data: when to
 // restart the payload, how long to wait, when to give up (quarantine), and
 // when a failing liveness probe means the payload is hung.
+#include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <string>
 
 #include "pisec/config.hpp"
+
+namespace boost::asio {
+class io_context;
+}
 
 namespace pisec::supervisor {
 
@@ -80,5 +86,11 @@ struct ProbeTarget {
   std::string path = "/";
 };
 ProbeTarget parse_probe(const std::string& url);
+
+// The prober port: one HTTP GET (2xx/3xx passes) or TCP connect against the
+// target within timeout, on the io_context; done(ok, why) is called once, on
+// its thread. The daemon keeps the schedule and the verdict (ProbeTracker).
+void probe_once(boost::asio::io_context& io, const ProbeTarget& target, std::chrono::milliseconds timeout,
+                std::function<void(bool ok, const std::string& why)> done);
 
 }  // namespace pisec::supervisor

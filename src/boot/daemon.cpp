@@ -12,8 +12,6 @@
 #include <unistd.h>
 
 #include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <chrono>
 #include <deque>
 #include <iostream>
@@ -35,7 +33,6 @@
 namespace pisec::daemon {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
 using Clock = std::chrono::steady_clock;
 using boot::Effect;
 using boot::Event;
@@ -334,32 +331,8 @@ class Daemon : public Wiring::Host {
   }
 
   void run_probe(const supervisor::ProbeTarget& target, std::uint64_t token) {
-    auto stream = std::make_shared<beast::tcp_stream>(io_);
-    stream->expires_after(std::chrono::milliseconds(cfg_.watchdog.probe_timeout_ms));
-    boost::system::error_code ec;
-    auto addr = asio::ip::make_address(target.host == "localhost" ? "127.0.0.1" : target.host, ec);
-    if (ec) return probe_done(token, false, "probe host must be an IP address: " + target.host);
-    asio::ip::tcp::endpoint ep(addr, target.port);
-    stream->async_connect(ep, [this, stream, target, token](boost::system::error_code cec) {
-      if (cec) return probe_done(token, false, "connect: " + cec.message());
-      if (target.kind == supervisor::ProbeTarget::Kind::tcp) return probe_done(token, true, "");
-      auto req = std::make_shared<beast::http::request<beast::http::empty_body>>(
-          beast::http::verb::get, target.path, 11);
-      req->set(beast::http::field::host, target.host);
-      req->set(beast::http::field::user_agent, "pisecd-probe");
-      beast::http::async_write(*stream, *req, [this, stream, req, token](boost::system::error_code wec, std::size_t) {
-        if (wec) return probe_done(token, false, "write: " + wec.message());
-        auto buf = std::make_shared<beast::flat_buffer>();
-        auto res = std::make_shared<beast::http::response<beast::http::string_body>>();
-        beast::http::async_read(*stream, *buf, *res,
-                                [this, stream, buf, res, token](boost::system::error_code rec, std::size_t) {
-                                  if (rec) return probe_done(token, false, "read: " + rec.message());
-                                  int status = res->result_int();
-                                  probe_done(token, status >= 200 && status < 400,
-                                             "HTTP " + std::to_string(status));
-                                });
-      });
-    });
+    supervisor::probe_once(io_, target, std::chrono::milliseconds(cfg_.watchdog.probe_timeout_ms),
+                           [this, token](bool ok, const std::string& why) { probe_done(token, ok, why); });
   }
 
   void probe_done(std::uint64_t token, bool ok, const std::string& why) {

@@ -1,4 +1,10 @@
+#include <utility>  // before Boost.Asio with GCC 12 and C++20
+
+#include <boost/asio.hpp>
+#include <array>
 #include <catch2/catch.hpp>
+#include <memory>
+#include <optional>
 
 #include "pisec/supervisor.hpp"
 
@@ -101,4 +107,65 @@ TEST_CASE("probe URLs", "[supervisor]") {
   CHECK(t.kind == ProbeTarget::Kind::tcp);
   CHECK(t.port == 22);
   CHECK(parse_probe("").kind == ProbeTarget::Kind::none);
+}
+
+namespace {
+// A loopback server for the prober: answers each connection with `reply`
+// (empty: accept and stay silent), on the same io_context as the probe.
+struct ProbeTargetServer {
+  boost::asio::io_context& io;
+  boost::asio::ip::tcp::acceptor acceptor{io, {boost::asio::ip::make_address("127.0.0.1"), 0}};
+  std::string reply;
+  std::vector<std::shared_ptr<boost::asio::ip::tcp::socket>> held;
+  ProbeTargetServer(boost::asio::io_context& ctx, std::string r) : io(ctx), reply(std::move(r)) { accept(); }
+  void accept() {
+    auto sock = std::make_shared<boost::asio::ip::tcp::socket>(io);
+    acceptor.async_accept(*sock, [this, sock](boost::system::error_code ec) {
+      if (ec) return;
+      held.push_back(sock);
+      if (!reply.empty()) {
+        auto buf = std::make_shared<std::array<char, 1024>>();
+        sock->async_read_some(boost::asio::buffer(*buf), [this, sock, buf](boost::system::error_code, std::size_t) {
+          boost::asio::async_write(*sock, boost::asio::buffer(reply),
+                                   [sock](boost::system::error_code, std::size_t) {});
+        });
+      }
+      accept();
+    });
+  }
+  std::uint16_t port() const { return acceptor.local_endpoint().port(); }
+};
+
+std::pair<bool, std::string> probe(boost::asio::io_context& io, const std::string& url, int timeout_ms) {
+  std::optional<std::pair<bool, std::string>> got;
+  probe_once(io, parse_probe(url), std::chrono::milliseconds(timeout_ms),
+             [&](bool ok, const std::string& why) { got.emplace(ok, why); });
+  io.restart();
+  while (!got && io.run_one_for(std::chrono::seconds(5)) > 0) {
+  }
+  REQUIRE(got);
+  return *got;
+}
+}  // namespace
+
+TEST_CASE("the prober: HTTP 2xx passes, 5xx and refusals fail, a silent server times out", "[supervisor]") {
+  boost::asio::io_context io;
+  ProbeTargetServer ok(io, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  ProbeTargetServer err(io, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
+  ProbeTargetServer silent(io, "");
+  const auto base = [](std::uint16_t port) { return "127.0.0.1:" + std::to_string(port); };
+
+  CHECK(probe(io, "http://" + base(ok.port()) + "/healthz", 1000) == std::make_pair(true, std::string("HTTP 200")));
+  CHECK(probe(io, "http://" + base(err.port()) + "/", 1000) == std::make_pair(false, std::string("HTTP 503")));
+  CHECK(probe(io, "tcp://" + base(silent.port()), 1000).first);  // tcp: connecting is enough
+  auto hung = probe(io, "http://" + base(silent.port()) + "/", 300);
+  CHECK_FALSE(hung.first);
+  // Ended by the probe's own deadline, not by the server (which never closes).
+  CHECK_THAT(hung.second, Catch::StartsWith("read: ") && Catch::Contains("timeout"));
+  // A port nobody listens on: the acceptor is closed first.
+  auto closed_port = ok.port();
+  ok.acceptor.close();
+  auto refused = probe(io, "tcp://" + base(closed_port), 1000);
+  CHECK_FALSE(refused.first);
+  CHECK_THAT(refused.second, Catch::StartsWith("connect: "));
 }

@@ -47,6 +47,8 @@ struct Plan {
   config::Watchdog watchdog;  // for the restart policy
 };
 Plan plan_from(const config::Config& cfg);
+// The [gates.*] table of gate `index`, in the boot order of gate_names.
+const config::GateCommon& gate_common(const config::Config& cfg, std::size_t index);
 
 struct State {
   explicit State(Plan p) : plan(std::move(p)), policy(plan.watchdog) {}

@@ -39,12 +39,6 @@ using boot::Event;
 
 namespace {
 
-const config::GateCommon& gate_config(const config::Config& c, std::size_t i) {
-  const config::GateCommon* common[boot::gate_count] = {&c.gates.entropy, &c.gates.clock,
-                                                        &c.gates.integrity, &c.gates.arch};
-  return *common[i];
-}
-
 Event make(Event::Kind kind, bool ok = false, std::string detail = {}) {
   Event e;
   e.kind = kind;
@@ -232,7 +226,7 @@ class Daemon : public Wiring::Host {
     st.status = "running";
     gate_started_ = Clock::now();
     const std::uint64_t token = ++gate_token_;
-    const int timeout_s = gate_config(cfg_, i).timeout_s;
+    const int timeout_s = boot::gate_common(cfg_, i).timeout_s;
     gate_timer_.expires_after(std::chrono::seconds(timeout_s));
     gate_timer_.async_wait([this, token, i, timeout_s](boost::system::error_code ec) {
       if (ec || token != gate_token_) return;
@@ -254,7 +248,7 @@ class Daemon : public Wiring::Host {
     st.duration_ms = ms_since(gate_started_);
     st.status = o.passed ? "passed" : "failed";
     st.detail = o.detail;
-    const bool quarantines = gate_config(cfg_, i).on_failure == config::OnFailure::quarantine;
+    const bool quarantines = boot::gate_common(cfg_, i).on_failure == config::OnFailure::quarantine;
     console_gate(st, o.passed ? "ok" : (quarantines ? "!!" : "warn"));
     Event e = make(Event::Kind::gate_done, o.passed, o.detail);
     e.index = i;

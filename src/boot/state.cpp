@@ -343,13 +343,19 @@ class Step {
 
 Transition transition(State state, const Event& event) { return Step(std::move(state)).run(event); }
 
+const config::GateCommon& gate_common(const config::Config& cfg, std::size_t index) {
+  const config::GateCommon* common[gate_count] = {&cfg.gates.entropy, &cfg.gates.clock,
+                                                  &cfg.gates.integrity, &cfg.gates.arch};
+  return *common[index];
+}
+
 Plan plan_from(const config::Config& cfg) {
   Plan p;
   p.firewall = cfg.firewall.enabled;
-  const config::GateCommon* common[gate_count] = {&cfg.gates.entropy, &cfg.gates.clock,
-                                                  &cfg.gates.integrity, &cfg.gates.arch};
-  for (std::size_t i = 0; i < gate_count; ++i)
-    p.gates[i] = {common[i]->enabled, common[i]->on_failure == config::OnFailure::quarantine};
+  for (std::size_t i = 0; i < gate_count; ++i) {
+    const auto& common = gate_common(cfg, i);
+    p.gates[i] = {common.enabled, common.on_failure == config::OnFailure::quarantine};
+  }
   p.healthy_after_ms = std::int64_t{cfg.watchdog.healthy_after_s} * 1000;
   p.watchdog = cfg.watchdog;
   return p;

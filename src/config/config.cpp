@@ -18,6 +18,7 @@
 #include "pisec/logs.hpp"
 #include "pisec/sandbox.hpp"
 #include "pisec/supervisor.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::config {
 
@@ -593,7 +594,7 @@ Config load_file(const std::string& path) {
   auto refuse = [&path](std::string reason) { throw LoadError({{path, 0, "", std::move(reason)}}); };
   // O_NONBLOCK: opening a FIFO must not wait for a writer. Only a regular
   // file is read (a directory, /dev/zero or a pipe is a mistake, not a config).
-  sandbox::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+  util::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
   if (!fd) refuse(std::string("cannot read: ") + std::strerror(errno));
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) refuse(std::string("cannot inspect: ") + std::strerror(errno));

@@ -132,8 +132,16 @@ struct Logs {
 struct Mux {
   bool enabled = false;
   std::string listen = "0.0.0.0:8080";
-  std::string upstream = "127.0.0.1:8081";
+  std::string upstream = "127.0.0.1:8081";  // "host:port" or "unix:/path"
   std::string token_sha256;  // hex SHA-256 of the bearer token
+  int max_connections = 1024;
+  int header_timeout_ms = 10000;  // the whole request header, from its first byte
+  int idle_timeout_ms = 75000;    // between requests, and for any one read or write
+  int max_header_bytes = 16384;
+  int auth_failure_limit = 10;    // failed /debug/ authentications per source ...
+  int auth_failure_window_s = 60; // ... in this window, then 429
+  std::string daemon_socket = "/run/pisecd/mux.sock";  // the daemon's read-only channel
+  bool operator==(const Mux&) const = default;
 };
 
 struct Attestation {

@@ -10,6 +10,8 @@
 //   <- {"ok":true,"dropped":D,"first_seq":F,"last_seq":L}
 //   <- {"seq":…,"ts_ms":…,"stream":"stdout","line":"…"}   (one per entry, NDJSON)
 //   <- {"end":true}                                       (not sent when following)
+//   -> {"cmd":"metrics"}
+//   <- {"ok":true,"metrics":{"ring_bytes_used":U,"ring_bytes_capacity":C,"lines_dropped":D}}
 //   errors: {"ok":false,"error":"…"} and the connection is closed.
 // Requests longer than 4 KiB or not sent within 2 s are refused. When all
 // max_clients slots are taken, a new client still gets one: the oldest silent

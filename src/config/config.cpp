@@ -509,11 +509,21 @@ Config build(const toml::table& root, const std::string& file) {
     auto& m = c.mux;
     r.boolean("enabled", m.enabled);
     r.string("listen", m.listen, host_port);
-    r.string("upstream", m.upstream, host_port);
+    r.string("upstream", m.upstream, [](const std::string& v) -> std::string {
+      if (v.rfind("unix:", 0) == 0) return control_socket_check(v.substr(5));
+      return host_port(v);
+    });
     r.string("token_sha256", m.token_sha256, [](const std::string& v) -> std::string {
       static const std::regex ok("[0-9a-f]{64}");
       return v.empty() || std::regex_match(v, ok) ? "" : "must be 64 lowercase hex digits (sha256 of the token)";
     });
+    r.integer("max_connections", m.max_connections, 1, 65536);
+    r.integer("header_timeout_ms", m.header_timeout_ms, 100, 600000);
+    r.integer("idle_timeout_ms", m.idle_timeout_ms, 100, 3600000);
+    r.integer("max_header_bytes", m.max_header_bytes, 1024, 1048576);
+    r.integer("auth_failure_limit", m.auth_failure_limit, 1, 100000);
+    r.integer("auth_failure_window_s", m.auth_failure_window_s, 1, 86400);
+    r.string("daemon_socket", m.daemon_socket, control_socket_check);
     r.reject_unknown();
     if (m.enabled && m.token_sha256.empty())
       errors.push_back({file, 0, "mux.token_sha256", "must be set when the mux is enabled"});

@@ -361,6 +361,22 @@ class Session : public std::enable_shared_from_this<Session> {
       pump();
       return;
     }
+    if (cmd == "metrics") {
+      // What the mux's /debug/metrics adds to the status: the log ring's use.
+      if (req.size() != 1) return fail("metrics takes no arguments");
+      const logs::LogRing& ring = core_->handler->log_ring();
+      phase_ = Phase::status;
+      queue(nlohmann::ordered_json{{"ok", true},
+                                   {"metrics",
+                                    {{"ring_bytes_used", ring.bytes_used()},
+                                     {"ring_bytes_capacity", ring.capacity()},
+                                     {"lines_dropped", ring.dropped()}}}}
+                .dump() +
+            "\n");
+      close_after_write_ = true;
+      pump();
+      return;
+    }
     if (cmd == "logs") {
       std::size_t n = 100;
       for (const auto& [key, value] : req.items()) {

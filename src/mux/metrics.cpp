@@ -1,0 +1,100 @@
+// /debug/metrics: Prometheus text exposition format 0.0.4.
+#include <cstdio>
+#include <sstream>
+
+#include "pisec/mux.hpp"
+
+namespace pisec::mux {
+namespace {
+
+std::string label_value(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+std::string seconds(std::int64_t ms) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", static_cast<double>(ms) / 1000.0);
+  return buf;
+}
+
+class Writer {
+ public:
+  void family(const char* name, const char* type, const char* help) {
+    out_ << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+  }
+  template <class V>
+  void sample(const char* name, const std::string& labels, const V& value) {
+    out_ << name;
+    if (!labels.empty()) out_ << '{' << labels << '}';
+    out_ << ' ' << value << '\n';
+  }
+  std::string str() const { return out_.str(); }
+
+ private:
+  std::ostringstream out_;
+};
+
+std::string label(const char* key, std::string_view value) {
+  return std::string(key) + "=\"" + label_value(value) + "\"";
+}
+
+}  // namespace
+
+std::string render_metrics(const status::Snapshot& s, const DaemonMetrics& d, const Counters& c) {
+  Writer w;
+  w.family("pisecd_state", "gauge", "1 for the daemon's current state (lockdown, gating, running, degraded, quarantined, stopping).");
+  for (const char* st : {"lockdown", "gating", "running", "degraded", "quarantined", "stopping"})
+    w.sample("pisecd_state", label("state", st), s.state == st ? 1 : 0);
+  w.family("pisecd_uptime_seconds", "gauge", "Seconds since the daemon started.");
+  w.sample("pisecd_uptime_seconds", "", seconds(s.uptime_ms));
+
+  w.family("pisecd_gate_status", "gauge", "1 for each boot gate's current status.");
+  for (const auto& g : s.gates)
+    for (const char* st : {"pending", "running", "passed", "failed", "skipped"})
+      w.sample("pisecd_gate_status", label("gate", g.name) + "," + label("status", st), g.status == st ? 1 : 0);
+  w.family("pisecd_gate_duration_seconds", "gauge", "How long each boot gate ran.");
+  for (const auto& g : s.gates) w.sample("pisecd_gate_duration_seconds", label("gate", g.name), seconds(g.duration_ms));
+
+  w.family("pisecd_firewall_verified", "gauge", "1 when the ruleset in the kernel was read back and matched.");
+  w.sample("pisecd_firewall_verified", "", s.firewall.verified ? 1 : 0);
+  w.family("pisecd_firewall_mode", "gauge", "1 for the ruleset mode in force (none, lockdown, service).");
+  for (const char* m : {"none", "lockdown", "service"})
+    w.sample("pisecd_firewall_mode", label("mode", m), s.firewall.mode == m ? 1 : 0);
+
+  w.family("pisecd_payload_state", "gauge", "1 for the payload's current state.");
+  for (const char* st : {"stopped", "starting", "running", "backoff", "quarantined"})
+    w.sample("pisecd_payload_state", label("state", st), s.payload.state == st ? 1 : 0);
+  w.family("pisecd_payload_restarts_total", "counter", "Payload restarts since the daemon started.");
+  w.sample("pisecd_payload_restarts_total", "", s.payload.restarts);
+  w.family("pisecd_reaped_orphans_total", "counter", "Orphaned processes reaped by the daemon and the sandbox init.");
+  w.sample("pisecd_reaped_orphans_total", "", s.reaped_orphans);
+
+  w.family("pisecd_log_ring_used_bytes", "gauge", "Bytes of the payload log ring in use.");
+  w.sample("pisecd_log_ring_used_bytes", "", d.ring_bytes_used);
+  w.family("pisecd_log_ring_capacity_bytes", "gauge", "Size of the payload log ring.");
+  w.sample("pisecd_log_ring_capacity_bytes", "", d.ring_bytes_limit);
+  w.family("pisecd_log_lines_dropped_total", "counter", "Log lines evicted from the ring to make room.");
+  w.sample("pisecd_log_lines_dropped_total", "", d.lines_dropped);
+
+  w.family("pisecd_mux_requests_total", "counter", "Requests answered by the mux, by class (app, debug) and status code.");
+  for (const auto& [key, n] : c.requests)
+    w.sample("pisecd_mux_requests_total", label("class", key.first) + "," + label("code", std::to_string(key.second)), n);
+  w.family("pisecd_mux_open_connections", "gauge", "Client connections open now.");
+  w.sample("pisecd_mux_open_connections", "", c.open_connections);
+  w.family("pisecd_mux_connections_total", "counter", "Client connections accepted.");
+  w.sample("pisecd_mux_connections_total", "", c.connections_total);
+  w.family("pisecd_mux_connections_refused_total", "counter", "Client connections closed at once because max_connections were open.");
+  w.sample("pisecd_mux_connections_refused_total", "", c.connections_refused);
+  w.family("pisecd_mux_auth_failures_total", "counter", "/debug/ requests without a valid bearer token.");
+  w.sample("pisecd_mux_auth_failures_total", "", c.auth_failures);
+  return w.str();
+}
+
+}  // namespace pisec::mux

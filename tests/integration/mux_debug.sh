@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Issue 11, acceptance 1 and 2: one public port for the app and for
+# diagnostics. From a "wan" namespace through port 80 (redirected by the
+# service ruleset to the mux on the app port): app requests reach the
+# payload; /debug/* needs the bearer token (401 without it, 429 after repeated
+# failures); logs are NDJSON, redacted, and follow=1 streams a new line within
+# 1 s; with the payload stopped, app requests get 503 at once while
+# /debug/status still answers.
+source "$(dirname "$0")/lib.sh.inc"
+
+WAN=$T_NS-wan
+# shellcheck disable=SC2034,SC2016  # t_cleanup (lib.sh.inc) evals it at exit, when both are set
+T_EXTRA_CLEANUP='ip netns del "$WAN" 2>/dev/null; [ -n "${MUX_PID:-}" ] && kill "$MUX_PID" 2>/dev/null'
+ip netns add "$WAN"
+ip link add veth-wan netns "$WAN" type veth peer name veth-dev netns "$T_NS"
+ip -n "$WAN" addr add 10.99.0.1/24 dev veth-wan
+ip -n "$T_NS" addr add 10.99.0.2/24 dev veth-dev
+ip -n "$WAN" link set lo up
+ip -n "$WAN" link set veth-wan up
+ip -n "$T_NS" link set veth-dev up
+
+"$PISECD" mux-token >"$T_DIR/token.txt"
+TOKEN=$(awk '/^token:/ {print $2}' "$T_DIR/token.txt")
+TOKEN_SHA=$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)
+check "mux-token prints a 64-hex token" test "${#TOKEN}" -eq 64
+check "mux-token's config line is the token's sha256" grep -qx "token_sha256 = \"$TOKEN_SHA\"" "$T_DIR/token.txt"
+
+APP_PORT=8080
+PAYLOAD_PORT=18083
+write_config "[payload]
+command = [\"$FIXTURES/http_payload\", \"--port\", \"$PAYLOAD_PORT\"]
+ro_binds = [\"/usr\", \"/lib\", \"/lib64\", \"/bin\", \"/etc\", \"$FIXTURES\"]
+uid = 41011
+gid = 41011
+[watchdog]
+restart = \"never\"" "[firewall]
+public_port = 80
+app_port = $APP_PORT
+new_conn_rate = 1000
+new_conn_burst = 1000
+[mux]
+listen = \"0.0.0.0:$APP_PORT\"
+upstream = \"127.0.0.1:$PAYLOAD_PORT\"
+token_sha256 = \"$TOKEN_SHA\"
+header_timeout_ms = 2000
+auth_failure_limit = 5
+auth_failure_window_s = 60"
+start_daemon
+wait_for 20 '.payload.state == "running" and .firewall.verified' || { cat "$T_DIR/daemon.log" >&2; finish; }
+
+ip netns exec "$T_NS" "$PISECD" mux -c "$T_DIR/pisecd.toml" --daemon-socket "$T_SOCK" >"$T_DIR/mux.log" 2>&1 &
+MUX_PID=$!
+for _ in $(seq 50); do grep -q listening "$T_DIR/mux.log" && break; sleep 0.1; done
+check "the mux listens" grep -q listening "$T_DIR/mux.log"
+
+URL=http://10.99.0.2
+wan_curl() { ip netns exec "$WAN" curl -sS --max-time 5 "$@"; }
+
+# --- app requests through the public port -------------------------------------
+wan_curl -D "$T_DIR/h1" -o "$T_DIR/b1" "$URL/" || fail "GET / through port 80 failed"
+check "GET / through port 80 reaches the payload" grep -q 'hello from the pisec payload' "$T_DIR/b1"
+check "the answer carries X-Request-Id" grep -qi '^x-request-id: [0-9a-f]\{32\}' "$T_DIR/h1"
+code=$(wan_curl -o /dev/null -w '%{http_code}' "$URL/nothing-here")
+check "the payload's own 404 passes through (got $code)" test "$code" = 404
+# A request line carrying a secret, which the payload prints to its log.
+wan_curl -o /dev/null "$URL/login?password=hunter2" || true
+
+# --- /debug/* needs the token ---------------------------------------------------
+code=$(wan_curl -D "$T_DIR/h2" -o "$T_DIR/b2" -w '%{http_code}' "$URL/debug/logs")
+check "/debug/logs without a token: 401 (got $code)" test "$code" = 401
+check "the 401 says WWW-Authenticate: Bearer" grep -qi '^www-authenticate: bearer' "$T_DIR/h2"
+check "the 401 carries no data" test ! -s "$T_DIR/b2"
+code=$(wan_curl -o "$T_DIR/b3" -w '%{http_code}' -H "Authorization: Bearer ${TOKEN}x" "$URL/debug/logs")
+check "/debug/logs with a wrong token: 401 (got $code)" test "$code" = 401
+check "... and no data" test ! -s "$T_DIR/b3"
+code=$(wan_curl -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$URL/%64ebug/logs")
+check "an encoded /debug/ path is the mux's too (got $code)" test "$code" = 200
+
+AUTH="Authorization: Bearer $TOKEN"
+wan_curl -H "$AUTH" -D "$T_DIR/h4" -o "$T_DIR/logs.ndjson" "$URL/debug/logs?n=50" || fail "/debug/logs with the token failed"
+check "/debug/logs is NDJSON" grep -qi '^content-type: application/x-ndjson' "$T_DIR/h4"
+check "every line parses as JSON with ts_ms, stream and line" \
+  jq -e -s 'length > 0 and all(has("ts_ms") and has("stream") and has("line"))' "$T_DIR/logs.ndjson"
+check "the log holds the payload's request lines" grep -q 'GET / HTTP' "$T_DIR/logs.ndjson"
+check "the secret is redacted" grep -q 'password=\[REDACTED\]' "$T_DIR/logs.ndjson"
+check "the secret itself is not served" bash -c "! grep -q hunter2 '$T_DIR/logs.ndjson'"
+
+# follow=1: a line the payload prints afterwards arrives within 1 s.
+ip netns exec "$WAN" curl -sS -N --max-time 10 -H "$AUTH" "$URL/debug/logs?n=0&follow=1" >"$T_DIR/follow" 2>&1 &
+FOLLOW=$!
+sleep 0.5
+start=$(date +%s%N)
+wan_curl -o /dev/null "$URL/followed-$$" || true
+got=
+for _ in $(seq 40); do
+  if grep -q "followed-$$" "$T_DIR/follow"; then got=$(( ($(date +%s%N) - start) / 1000000 )); break; fi
+  sleep 0.025
+done
+kill "$FOLLOW" 2>/dev/null; wait "$FOLLOW" 2>/dev/null || true
+check "follow=1 delivered the new line (${got:-never} ms after the request, limit 1000)" \
+  test -n "$got" -a "${got:-9999}" -lt 1000
+
+code=$(wan_curl -H "$AUTH" -o "$T_DIR/status.json" -w '%{http_code}' "$URL/debug/status")
+check "/debug/status: 200 (got $code)" test "$code" = 200
+check "/debug/status is the status JSON" jq -e '.state and .payload.state == "running"' "$T_DIR/status.json"
+wan_curl -H "$AUTH" -D "$T_DIR/h5" -o "$T_DIR/metrics" "$URL/debug/metrics" || fail "/debug/metrics failed"
+check "/debug/metrics is text format 0.0.4" grep -qi '^content-type: text/plain; version=0.0.4' "$T_DIR/h5"
+check "metrics count the 401s" grep -qE '^pisecd_mux_requests_total\{class="debug",code="401"\} [1-9]' "$T_DIR/metrics"
+check "metrics show the payload running" grep -qx 'pisecd_payload_state{state="running"} 1' "$T_DIR/metrics"
+if command -v promtool >/dev/null; then
+  check "promtool check metrics accepts them" bash -c "promtool check metrics < '$T_DIR/metrics'"
+fi
+code=$(wan_curl -H "$AUTH" -o /dev/null -w '%{http_code}' "$URL/debug/logs?n=x")
+check "a bad query is refused with 400 (got $code)" test "$code" = 400
+
+# --- repeated failures from one source: 429 ----------------------------------------
+for _ in 1 2 3 4 5; do wan_curl -o /dev/null -H "Authorization: Bearer wrong" "$URL/debug/status" || true; done
+code=$(wan_curl -o /dev/null -w '%{http_code}' -H "$AUTH" "$URL/debug/status")
+check "after 5 failures even the right token gets 429 (got $code)" test "$code" = 429
+code=$(wan_curl -o /dev/null -w '%{http_code}' "$URL/")
+check "the app is still served to that source (got $code)" test "$code" = 200
+code=$(ip netns exec "$T_NS" curl -sS -o /dev/null -w '%{http_code}' -H "$AUTH" "http://127.0.0.1:$APP_PORT/debug/status")
+check "another source is not limited (got $code)" test "$code" = 200
+
+# --- slow senders are cut off by the header timeout --------------------------------
+start=$(date +%s%N)
+ip netns exec "$WAN" python3 - <<'PY' || fail "slow sender was not closed"
+import socket, time
+s = socket.create_connection(("10.99.0.2", 80))
+s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+s.settimeout(10)
+deadline = time.time() + 8
+try:
+    while time.time() < deadline:
+        time.sleep(0.5)
+        s.sendall(b"X-Slow: 1\r\n")
+except (BrokenPipeError, ConnectionResetError):
+    raise SystemExit(0)
+raise SystemExit(1)
+PY
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+check "a slowloris connection is closed by the 2 s header timeout (after $ms ms)" test "$ms" -lt 5000
+
+# --- payload stopped: 503 at once, /debug/ keeps working ----------------------------
+pkill -TERM -f "^$FIXTURES/http_payload --port $PAYLOAD_PORT" || fail "no payload process to stop"
+wait_for 10 '.payload.state == "stopped"' || fail "the payload did not stop"
+ms=$(ip netns exec "$WAN" curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 5 "$URL/")
+code=${ms% *}
+t_ms=$(awk -v t="${ms#* }" 'BEGIN {printf "%d", t * 1000}')
+check "payload down: app request gets 503 (got $code)" test "$code" = 503
+check "payload down: the 503 came in under 100 ms (${t_ms} ms)" test "$t_ms" -lt 100
+code=$(ip netns exec "$T_NS" curl -sS -o "$T_DIR/status2.json" -w '%{http_code}' -H "$AUTH" "http://127.0.0.1:$APP_PORT/debug/status")
+check "payload down: /debug/status still answers (got $code)" test "$code" = 200
+check "payload down: status says so" jq -e '.payload.state == "stopped"' "$T_DIR/status2.json"
+
+kill -TERM "$MUX_PID"
+wait "$MUX_PID" 2>/dev/null
+check "the mux exits 0 on SIGTERM" test $? -eq 0
+finish

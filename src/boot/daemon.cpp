@@ -20,12 +20,9 @@
 
 #include "pisec/boot.hpp"
 #include "pisec/config.hpp"
-#include "pisec/daemon.hpp"
 #include "pisec/gates.hpp"
-#include "pisec/hw_watchdog.hpp"
-#include "pisec/privileges.hpp"
-#include "pisec/status.hpp"
 #include "pisec/supervisor.hpp"
+#include "pisec/control.hpp"
 #include "pisec/util.hpp"
 #include "pisec/version.hpp"
 #include "wiring.hpp"

@@ -10,13 +10,13 @@
 #include <boost/asio.hpp>
 #include <optional>
 
-#include "pisec/clock.hpp"
+#include "pisec/gates/clock.hpp"
 #include "pisec/control.hpp"
-#include "pisec/crypto.hpp"
-#include "pisec/elf.hpp"
-#include "pisec/entropy.hpp"
+#include "pisec/formats.hpp"
+#include "pisec/gates/arch.hpp"
+#include "pisec/gates/entropy.hpp"
 #include "pisec/firewall.hpp"
-#include "pisec/integrity.hpp"
+#include "pisec/gates/integrity.hpp"
 #include "pisec/logs.hpp"
 
 namespace pisec::daemon {

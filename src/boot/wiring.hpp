@@ -12,7 +12,7 @@
 #include "pisec/config.hpp"
 #include "pisec/gates.hpp"
 #include "pisec/sandbox.hpp"
-#include "pisec/status.hpp"
+#include "pisec/control.hpp"
 
 namespace boost::asio {
 class io_context;

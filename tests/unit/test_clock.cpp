@@ -14,7 +14,7 @@
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include "pisec/clock.hpp"
+#include "pisec/gates/clock.hpp"
 #include "pisec/version.hpp"
 
 using namespace pisec::clock;

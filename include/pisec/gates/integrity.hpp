@@ -1,7 +1,7 @@
 #pragma once
 // The integrity gate: the signed manifest's signature, then every listed file.
 // The hashing runs in a worker thread (hundreds of MB take a while on a Pi 1B);
-// the result is posted back to the io_context. Formats live in crypto.hpp.
+// the result is posted back to the io_context. Formats live in formats.hpp.
 #include <atomic>
 #include <memory>
 

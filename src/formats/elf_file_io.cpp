@@ -1,7 +1,7 @@
 // Reading the files elfcheck judges: regular files only (a FIFO or device
 // would block or never end), with a size cap, optionally inside a root, and
 // only the parts the parser asks for (pread).
-#include "file_io.hpp"
+#include "pisec/formats.hpp"
 
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -13,11 +13,10 @@
 #include <algorithm>
 #include <cstring>
 
-#include "pisec/elf.hpp"
 
 namespace pisec::elf {
 
-namespace detail {
+
 
 int open_in_root(int root_fd, const std::string& path, int flags) {
   if (root_fd < 0) return ::open(path.c_str(), flags);
@@ -89,10 +88,10 @@ ReadResult read_file(int root_fd, const std::string& path, std::size_t max_bytes
   return r;
 }
 
-}  // namespace detail
+
 
 Verdict check_file(const std::string& path, Target target, std::size_t max_bytes, int root_fd) {
-  detail::FileReader file(root_fd, path);
+  FileReader file(root_fd, path);
   std::string error = file.error().empty() ? file.size_error(max_bytes) : file.error();
   if (!error.empty()) return {Status::unreadable, error, {}};
   return check_elf(file, target);

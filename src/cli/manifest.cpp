@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "pisec/cli.hpp"
-#include "pisec/crypto.hpp"
+#include "pisec/formats.hpp"
 #include "pisec/util.hpp"
 
 namespace pisec::cli {

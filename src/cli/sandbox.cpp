@@ -19,7 +19,27 @@
 
 namespace pisec::cli {
 
-int cmd_init(const Args& args) { return sandbox::run_init(args); }
+int cmd_init(const Args& in) {
+  Args args = in;
+  sandbox::InitOptions options;
+  if (auto g = take_option(args, {"--grace-ms"})) {
+    try {
+      options.grace_ms = std::stol(*g);
+    } catch (const std::exception&) {
+      throw UsageError("--grace-ms needs a number of milliseconds, got \"" + *g + "\"");
+    }
+  }
+  if (auto r = take_option(args, {"--report-fd"})) {
+    try {
+      options.report_fd = std::stoi(*r);
+    } catch (const std::exception&) {
+      throw UsageError("--report-fd needs a descriptor number, got \"" + *r + "\"");
+    }
+  }
+  if (args.empty() || args.front() != "--" || args.size() < 2) throw UsageError("expected -- CMD...");
+  options.command.assign(args.begin() + 1, args.end());
+  return sandbox::run_init(options);
+}
 
 namespace {
 

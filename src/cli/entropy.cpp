@@ -9,7 +9,7 @@
 
 #include "pisec/cli.hpp"
 #include "pisec/config.hpp"
-#include "pisec/entropy.hpp"
+#include "pisec/gates/entropy.hpp"
 
 namespace pisec::cli {
 

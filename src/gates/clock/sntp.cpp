@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <stdexcept>
 
-#include "pisec/clock.hpp"
+#include "pisec/gates/clock.hpp"
 #include "pisec/util.hpp"
 
 namespace pisec::clock {

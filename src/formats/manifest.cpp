@@ -20,7 +20,7 @@
 
 #include <openssl/evp.h>
 
-#include "pisec/crypto.hpp"
+#include "pisec/formats.hpp"
 #include "pisec/util.hpp"
 
 namespace pisec::crypto {

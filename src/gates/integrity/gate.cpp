@@ -9,8 +9,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
-#include "pisec/crypto.hpp"
-#include "pisec/integrity.hpp"
+#include "pisec/formats.hpp"
+#include "pisec/gates/integrity.hpp"
 
 namespace pisec::gates {
 namespace {

@@ -15,7 +15,7 @@
 #include <sstream>
 #include <system_error>
 
-#include "pisec/entropy.hpp"
+#include "pisec/gates/entropy.hpp"
 
 #ifndef GRND_INSECURE
 #define GRND_INSECURE 0x0004  // Linux 5.6; older kernels answer EINVAL

@@ -2,7 +2,7 @@
 
 #include "pisec/cli.hpp"
 #include "pisec/config.hpp"
-#include "pisec/daemon.hpp"
+#include "pisec/boot.hpp"
 
 namespace pisec::cli {
 

@@ -1,12 +1,14 @@
 // `pisecd clock-check`: run only the clock gate, never setting the clock.
 // For operators ("would this box get a good time?") and the integration test.
+#include <utility>  // before Boost.Asio with GCC 12 and C++20
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <iostream>
 
 #include "pisec/cli.hpp"
-#include "asio_includes.hpp"
-#include "pisec/clock.hpp"
 #include "pisec/config.hpp"
+#include "pisec/gates/clock.hpp"
 
 namespace pisec::cli {
 

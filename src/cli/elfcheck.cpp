@@ -2,7 +2,7 @@
 #include <iostream>
 
 #include "pisec/cli.hpp"
-#include "pisec/elf.hpp"
+#include "pisec/formats.hpp"
 
 namespace pisec::cli {
 

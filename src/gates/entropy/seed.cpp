@@ -13,9 +13,9 @@
 #include <stdexcept>
 #include <system_error>
 
-#include "entropy_seed_store.hpp"
+#include "seed_store.hpp"
 #include "pisec/util.hpp"
-#include "pisec/entropy.hpp"
+#include "pisec/gates/entropy.hpp"
 
 namespace pisec::entropy {
 

@@ -3,7 +3,7 @@
 #include <cstring>
 #include <sstream>
 
-#include "pisec/entropy.hpp"
+#include "pisec/gates/entropy.hpp"
 
 namespace pisec::entropy {
 

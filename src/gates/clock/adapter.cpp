@@ -11,7 +11,7 @@
 #include <sstream>
 #include <system_error>
 
-#include "pisec/clock.hpp"
+#include "pisec/gates/clock.hpp"
 #include "pisec/util.hpp"
 
 namespace pisec::clock {

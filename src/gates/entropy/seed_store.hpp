@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "pisec/entropy.hpp"
+#include "pisec/gates/entropy.hpp"
 
 namespace pisec::entropy {
 

@@ -9,7 +9,7 @@
 #include <random>
 
 #include "asio_includes.hpp"
-#include "pisec/clock.hpp"
+#include "pisec/gates/clock.hpp"
 #include "pisec/version.hpp"
 
 namespace asio = boost::asio;

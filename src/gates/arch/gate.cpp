@@ -15,9 +15,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
-#include "file_io.hpp"
-#include "pisec/crypto.hpp"
-#include "pisec/elf.hpp"
+#include "pisec/formats.hpp"
+#include "pisec/gates/arch.hpp"
 #include "pisec/util.hpp"
 
 namespace pisec::elf {
@@ -28,7 +27,7 @@ constexpr int max_script_depth = 4;  // as many "#!" hops as Linux follows
 
 
 bool is_regular_in_root(int root_fd, const std::string& path) {
-  int fd = detail::open_in_root(root_fd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  int fd = open_in_root(root_fd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) return false;
   ::close(fd);
   return true;
@@ -85,7 +84,7 @@ void check_payload(const config::ArchGate& arch, const config::Payload& payload,
   std::optional<std::string> path = payload.command.front();
   std::string label = "payload " + *path;
   for (int depth = 0;; ++depth) {
-    detail::FileReader file(root.get(), *path);
+    FileReader file(root.get(), *path);
     std::string error = file.error().empty() ? file.size_error(default_max_file_bytes) : file.error();
     std::optional<std::string> interp;
     if (error.empty()) {
@@ -135,7 +134,7 @@ void check_manifest(const config::ArchGate& arch, const config::IntegrityGate& i
     return;
   }
   for (const auto& rel : paths) {
-    detail::FileReader file(root.get(), rel);
+    FileReader file(root.get(), rel);
     std::string error = file.error();
     if (error.empty()) {
       // Files that are not ELF (data, scripts, kernels) are not judged, whatever their size.

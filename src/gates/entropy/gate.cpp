@@ -17,8 +17,8 @@
 #include <sstream>
 #include <thread>
 
-#include "entropy_seed_store.hpp"
-#include "pisec/entropy.hpp"
+#include "seed_store.hpp"
+#include "pisec/gates/entropy.hpp"
 
 namespace pisec::entropy {
 

@@ -10,7 +10,7 @@
 #include <mutex>
 
 #include "asio_includes.hpp"
-#include "pisec/clock.hpp"
+#include "pisec/gates/clock.hpp"
 
 namespace asio = boost::asio;
 

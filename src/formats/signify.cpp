@@ -8,7 +8,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
-#include "pisec/crypto.hpp"
+#include "pisec/formats.hpp"
 
 namespace pisec::crypto {
 namespace {

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "pisec/elf.hpp"
+#include "pisec/formats.hpp"
 
 namespace pisec::elf {
 

@@ -42,7 +42,7 @@ int cmd_entropy_check(const Args& args);
 int cmd_status(const Args& args);
 int cmd_logs(const Args& args);
 int cmd_redact(const Args& args);
-int cmd_mux(const Args& args);        // src/mux/cli.cpp
+int cmd_mux(const Args& args);        // src/cli/mux.cpp
 int cmd_mux_token(const Args& args);
 
 }  // namespace pisec::cli

@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "pisec/config.hpp"
-#include "pisec/status.hpp"
+#include "pisec/control.hpp"
 
 namespace pisec::mux {
 

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cctype>
 
-#include "pisec/crypto.hpp"
+#include "pisec/formats.hpp"
 #include "pisec/mux.hpp"
 
 namespace pisec::mux {

@@ -4,7 +4,7 @@
 #include <iostream>
 
 #include "pisec/cli.hpp"
-#include "pisec/crypto.hpp"
+#include "pisec/formats.hpp"
 #include "pisec/mux.hpp"
 
 namespace pisec::cli {

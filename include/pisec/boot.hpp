@@ -8,6 +8,11 @@
 //   lockdown → gating (entropy, clock, integrity, arch) → service → supervising
 //   any failure that leaves the device exposed or unproven → quarantined
 //   the first SIGTERM → stopping → finished; nothing leaves stopping
+//
+// With [mux] enabled a second process, the /debug mux, lives beside the
+// payload: started with it, restarted with backoff when it exits (never
+// given up), kept while the service ruleset stands (so a quarantined payload
+// can still be looked at), stopped with it.
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -34,6 +39,8 @@ enum class Stage {
 };
 
 enum class Payload { stopped, starting, running, backoff, terminating, quarantined };
+// off: [mux] disabled.
+enum class Mux { off, stopped, starting, running, backoff, terminating };
 
 // What the machine needs to know of the configuration.
 struct GatePlan {
@@ -46,13 +53,19 @@ struct Plan {
   GatePlan gates[gate_count];
   std::int64_t healthy_after_ms = 30000;
   config::Watchdog watchdog;  // for the restart policy
+  bool mux = false;           // mux.enabled
 };
 Plan plan_from(const config::Config& cfg);
 // The [gates.*] table of gate `index`, in the boot order of gate_names.
 const config::GateCommon& gate_common(const config::Config& cfg, std::size_t index);
 
 struct State {
-  explicit State(Plan p) : plan(std::move(p)), policy(plan.watchdog) {}
+  explicit State(Plan p)
+      : plan(std::move(p)), policy(plan.watchdog), mux_policy(mux_watchdog(plan.watchdog)),
+        mux(plan.mux ? Mux::stopped : Mux::off) {}
+  // The mux's restart policy: the payload's backoff, always restarting, never
+  // given up (without it the public port answers nothing).
+  static config::Watchdog mux_watchdog(config::Watchdog w);
 
   Plan plan;
   Stage stage = Stage::idle;
@@ -66,10 +79,17 @@ struct State {
   bool reload_pending = false;    // a reload waiting for its ruleset's verdict
   Plan reload_plan;               // ... and what it will commit if the ruleset holds
   bool reload_payload_changed = false;
+  bool reload_mux_changed = false;
   int restarts = 0;
   supervisor::RestartPolicy policy;
   supervisor::Decision forced;  // what follows a restart the daemon chose
   std::string quarantine_reason;
+
+  supervisor::RestartPolicy mux_policy;
+  Mux mux = Mux::off;
+  bool mux_allowed = false;          // privileges dropped and the service ruleset not withdrawn
+  bool mux_restart_on_exit = false;  // terminating for a reload: back at once
+  int mux_restarts = 0;
 };
 
 struct Event {
@@ -91,6 +111,10 @@ struct Event {
     reload_ruleset,     // ok, detail: the new service ruleset's verdict;
                         // firewall_changed: the kernel committed it (so it holds something new)
     quarantine,         // an outside verdict (attestation); detail = why
+    mux_spawned,        // ok, detail (error)
+    mux_exited,         // code, signal
+    mux_restart_due,    // the mux's backoff timer fired
+    mux_grace_expired,  // the mux ignored SIGTERM
   };
   Kind kind = Kind::start;
   bool ok = false;
@@ -100,7 +124,7 @@ struct Event {
   std::int64_t now_ms = 0;     // monotonic
   std::int64_t uptime_ms = 0;  // how long the current/last payload run lasted
   double jitter = 0;           // uniform [0, 1), for the backoff
-  bool firewall_changed = false, payload_changed = false;
+  bool firewall_changed = false, payload_changed = false, mux_changed = false;
   Plan next_plan;              // for reload
 };
 
@@ -127,6 +151,11 @@ struct Effect {
     commit_reload,     // the new configuration replaces the old; payload restarts if it changed
     reload_rejected,   // text: why; nothing of it applied
     finish,            // exit the loop (exit code 0)
+    spawn_mux,
+    terminate_mux,     // SIGTERM and arm the mux's grace timer
+    kill_mux,          // SIGKILL
+    arm_mux_restart,   // delay_ms
+    cancel_mux_restart,
   };
   Effect(Kind k, std::string t = {}, std::size_t i = 0, std::int64_t delay = 0)
       : kind(k), text(std::move(t)), index(i), delay_ms(delay) {}
@@ -148,6 +177,7 @@ Transition transition(State state, const Event& event);
 // The pinned names status reports.
 const char* state_name(const State&);    // lockdown|gating|running|degraded|quarantined|stopping
 const char* payload_name(const State&);  // stopped|starting|running|backoff|quarantined
+const char* mux_name(const State&);      // stopped|starting|running|backoff (off: not reported)
 const char* to_string(Stage);
 const char* to_string(Event::Kind);
 const char* to_string(Effect::Kind);

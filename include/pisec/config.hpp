@@ -140,7 +140,11 @@ struct Mux {
   int max_header_bytes = 16384;
   int auth_failure_limit = 10;    // failed /debug/ authentications per source ...
   int auth_failure_window_s = 60; // ... in this window, then 429
-  std::string daemon_socket = "/run/pisecd/mux.sock";  // the daemon's read-only channel
+  // The daemon's read-only channel for status and logs: a socket only the
+  // mux's uid (and root) may use, in a directory of its own.
+  std::string daemon_socket = "/run/pisecd-mux/status.sock";
+  std::uint32_t uid = 65532;  // the mux's own, never the payload's
+  std::uint32_t gid = 65532;
   bool operator==(const Mux&) const = default;
 };
 

@@ -74,6 +74,15 @@ struct Payload {
   LastExit last_exit;
 };
 
+// The /debug mux, a second supervised process (only with [mux] enabled).
+struct Mux {
+  bool enabled = false;           // "mux" is in the JSON only when true
+  std::string state = "stopped";  // stopped|starting|running|backoff
+  int pid = 0;
+  int restarts = 0;
+  LastExit last_exit;
+};
+
 // The last SIGHUP: a reload applies as a whole or not at all.
 struct Reload {
   std::string result = "none";  // none|applied|rejected
@@ -90,6 +99,7 @@ struct Snapshot {
   Payload payload;
   std::int64_t reaped_orphans = 0;
   Reload reload;
+  Mux mux;
 };
 
 // Pinned JSON (nlohmann) both ways: the daemon writes it, the client reads it.
@@ -124,6 +134,11 @@ struct ServerOptions {
   std::chrono::milliseconds request_timeout{2000};  // to send one complete request
   std::chrono::milliseconds write_timeout{10000};   // for any one pending write
   std::size_t follow_chunk_bytes = 64 * 1024;       // log lines queued per write
+  // A second, read-only channel for one other uid (the mux): the socket is
+  // given to it (mode 0600) and admits it besides root. Its directory must be
+  // the socket's own: made 0711 when created, refused when others cannot
+  // reach it. admin_group does not apply.
+  std::optional<uid_t> reader_uid;
 
   static ServerOptions from_config(const config::Daemon& daemon);
 };

@@ -22,8 +22,9 @@ class RE2;
 
 namespace pisec::logs {
 
-enum class Stream : std::uint8_t { payload_stdout, payload_stderr, daemon };
-// "stdout" / "stderr" / "pisecd" (the names in NDJSON and `pisecd logs`).
+// mux: the /debug mux's request log (its stdout and stderr).
+enum class Stream : std::uint8_t { payload_stdout, payload_stderr, daemon, mux };
+// "stdout" / "stderr" / "pisecd" / "mux" (the names in NDJSON and `pisecd logs`).
 const char* to_string(Stream);
 std::optional<Stream> stream_from_string(std::string_view);
 
@@ -191,7 +192,7 @@ class Logger {
   Logger(const config::Logs& cfg, std::vector<std::unique_ptr<Sink>> sinks, Clock clock,
          Clock monotonic = nullptr);
 
-  // Bytes read from the payload's stdout or stderr pipe.
+  // Bytes read from the payload's stdout or stderr pipe, or the mux's.
   void feed(Stream stream, std::string_view bytes);
   // The pipe reached EOF (payload exited): flush the partial line, reset the
   // stream's redaction state for the next run.
@@ -217,7 +218,7 @@ class Logger {
   std::vector<std::unique_ptr<Sink>> sinks_;
   Clock clock_;
   Clock monotonic_;
-  PerStream out_, err_, daemon_;
+  PerStream out_, err_, daemon_, mux_;
 };
 
 }  // namespace pisec::logs

@@ -57,6 +57,8 @@ class Daemon : public Host {
         probe_timer_(io_),
         healthy_timer_(io_),
         hw_timer_(io_),
+        mux_restart_timer_(io_),
+        mux_grace_timer_(io_),
         probe_tracker_(cfg_.watchdog.probe_failures),
         ports_(make_ports(io_, *this, cfg_)),
         rng_(std::random_device{}()) {
@@ -89,6 +91,8 @@ class Daemon : public Host {
     s.uptime_ms = ms_since(started_);
     s.payload.pid = pid_;
     s.reaped_orphans += ports_.spawner->orphans_reaped_inside();
+    if (ports_.mux) s.reaped_orphans += ports_.mux->orphans_reaped_inside();
+    s.mux.pid = mux_pid_;
     return s;
   }
 
@@ -98,6 +102,12 @@ class Daemon : public Host {
     pid_ = 0;
     snapshot_.payload.last_exit = {code, signal, now_ms()};
     post(timed(make(Event::Kind::payload_exited), code, signal));
+  }
+
+  void mux_exited(int code, int signal) override {
+    mux_pid_ = 0;
+    snapshot_.mux.last_exit = {code, signal, now_ms()};
+    post(mux_timed(make(Event::Kind::mux_exited), code, signal));
   }
 
  private:
@@ -114,6 +124,11 @@ class Daemon : public Host {
     e.now_ms = now_ms();
     e.uptime_ms = ms_since(payload_started_);
     e.jitter = jitter();
+    return e;
+  }
+  Event mux_timed(Event e, int code = 0, int signal = 0) {
+    e = timed(std::move(e), code, signal);
+    e.uptime_ms = ms_since(mux_started_);
     return e;
   }
 
@@ -139,6 +154,9 @@ class Daemon : public Host {
     snapshot_.state = state_name(state_);
     snapshot_.payload.state = payload_name(state_);
     snapshot_.payload.restarts = state_.restarts;
+    snapshot_.mux.enabled = state_.mux != Mux::off;
+    snapshot_.mux.state = mux_name(state_);
+    snapshot_.mux.restarts = state_.mux_restarts;
   }
 
   void carry_out(const Effect& fx) {
@@ -167,6 +185,12 @@ class Daemon : public Host {
       case K::commit_reload: return commit_reload();
       case K::reload_rejected: return reload_rejected(fx.text);
       case K::finish: return finish();
+      case K::spawn_mux: return spawn_mux();
+      case K::terminate_mux: return terminate_mux();
+      case K::kill_mux: return ports_.mux->signal(SIGKILL);
+      case K::arm_mux_restart:
+        return arm(mux_restart_timer_, mux_restart_token_, fx.delay_ms, Event::Kind::mux_restart_due);
+      case K::cancel_mux_restart: return disarm(mux_restart_timer_, mux_restart_token_);
     }
   }
 
@@ -308,6 +332,30 @@ class Daemon : public Host {
     });
   }
 
+  // --- the mux -------------------------------------------------------------
+  void spawn_mux() {
+    mux_started_ = Clock::now();
+    try {
+      mux_pid_ = ports_.mux->spawn(cfg_);
+    } catch (const std::exception& e) {
+      mux_pid_ = 0;
+      snapshot_.mux.last_exit = {127, 0, now_ms()};
+      return post(mux_timed(make(Event::Kind::mux_spawned, false, e.what())));
+    }
+    event("mux: started, pid " + std::to_string(mux_pid_));
+    post(make(Event::Kind::mux_spawned, true));
+  }
+
+  void terminate_mux() {
+    if (mux_pid_ == 0) return;
+    ports_.mux->signal(SIGTERM);
+    mux_grace_timer_.expires_after(mux_stop_grace);
+    mux_grace_timer_.async_wait([this, run = mux_pid_](boost::system::error_code ec) {
+      if (ec || mux_pid_ == 0 || mux_pid_ != run) return;
+      post(make(Event::Kind::mux_grace_expired));
+    });
+  }
+
   // --- liveness probe ------------------------------------------------------
   void schedule_probe() {
     auto target = supervisor::parse_probe(cfg_.watchdog.probe);
@@ -381,6 +429,8 @@ class Daemon : public Host {
       if (p <= 0) break;
       if (p == pid_) {
         ports_.spawner->reaped(st);  // the spawner reports the payload's own exit status
+      } else if (p == mux_pid_ && ports_.mux) {
+        ports_.mux->reaped(st);
       } else {
         ++snapshot_.reaped_orphans;
       }
@@ -400,10 +450,20 @@ class Daemon : public Host {
     // as long as the process: they change at the next start only.
     next.daemon = cfg_.daemon;
     next.logs = cfg_.logs;
+    // Likewise whether there is a mux, and its uid and socket (the read-only
+    // channel is made at start).
+    if (next.mux.enabled != cfg_.mux.enabled || next.mux.uid != cfg_.mux.uid || next.mux.gid != cfg_.mux.gid ||
+        next.mux.daemon_socket != cfg_.mux.daemon_socket)
+      event("reload: mux.enabled, uid, gid and daemon_socket change at the next start; keeping the running ones");
+    next.mux.enabled = cfg_.mux.enabled;
+    next.mux.uid = cfg_.mux.uid;
+    next.mux.gid = cfg_.mux.gid;
+    next.mux.daemon_socket = cfg_.mux.daemon_socket;
     pending_ = std::move(next);
     Event e = timed(make(Event::Kind::reload, true));
     e.firewall_changed = ports_.firewall->text(cfg_) != ports_.firewall->text(pending_);
     e.payload_changed = cfg_.payload != pending_.payload;
+    e.mux_changed = cfg_.mux != pending_.mux;
     e.next_plan = plan_from(pending_);
     post(std::move(e));
   }
@@ -424,7 +484,8 @@ class Daemon : public Host {
   void finish() {
     finished_ = true;
     signals_.cancel();
-    for (auto* t : {&restart_timer_, &grace_timer_, &gate_timer_, &probe_timer_, &healthy_timer_, &hw_timer_})
+    for (auto* t : {&restart_timer_, &grace_timer_, &gate_timer_, &probe_timer_, &healthy_timer_, &hw_timer_,
+                    &mux_restart_timer_, &mux_grace_timer_})
       t->cancel();
     if (ports_.watchdog->is_open()) ports_.watchdog->magic_close();
     reap();
@@ -440,16 +501,20 @@ class Daemon : public Host {
   bool dispatching_ = false;
   asio::signal_set signals_;
   asio::steady_timer restart_timer_, grace_timer_, gate_timer_, probe_timer_, healthy_timer_, hw_timer_;
+  asio::steady_timer mux_restart_timer_, mux_grace_timer_;
+  // The mux holds no state worth a long goodbye: in-flight requests get this long.
+  static constexpr std::chrono::milliseconds mux_stop_grace{2000};
   supervisor::ProbeTracker probe_tracker_;
   Ports ports_;
   std::mt19937 rng_;
 
   status::Snapshot snapshot_;
-  Clock::time_point started_, payload_started_, gate_started_;
+  Clock::time_point started_, payload_started_, gate_started_, mux_started_;
   std::unique_ptr<gates::Gate> gate_;
-  std::uint64_t gate_token_ = 0, probe_token_ = 0, restart_token_ = 0, healthy_token_ = 0;
+  std::uint64_t gate_token_ = 0, probe_token_ = 0, restart_token_ = 0, healthy_token_ = 0, mux_restart_token_ = 0;
   int hw_interval_ms_ = 7500;
   pid_t pid_ = 0;
+  pid_t mux_pid_ = 0;
   bool finished_ = false;
 };
 

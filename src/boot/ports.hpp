@@ -36,6 +36,7 @@ class Host {
   virtual status::Snapshot snapshot() const = 0;
   virtual void event(const std::string& line) = 0;        // one line for the daemon's log
   virtual void payload_exited(int code, int signal) = 0;  // the payload's own exit status
+  virtual void mux_exited(int code, int signal) = 0;      // the mux's
 };
 
 // The control socket and the log ring (src/control, src/logs).
@@ -73,14 +74,14 @@ class GatesPort {
   virtual void failed_continue(const config::Config& cfg, std::size_t index) = 0;
 };
 
-// The sandboxed payload (src/sandbox).
+// A sandboxed process (src/sandbox): the payload, and with [mux] the mux.
 class SpawnerPort {
  public:
   virtual ~SpawnerPort() = default;
   virtual pid_t spawn(const config::Config& cfg) = 0;  // throws std::runtime_error
   virtual void signal(int sig) = 0;
-  // The spawned pid was reaped with wait_status: works out the payload's own
-  // exit and calls Host::payload_exited.
+  // The spawned pid was reaped with wait_status: works out the process's own
+  // exit and calls Host::payload_exited (or Host::mux_exited).
   virtual void reaped(int wait_status) = 0;
   virtual std::int64_t orphans_reaped_inside() const = 0;  // by the sandboxes' inits
 };
@@ -116,6 +117,7 @@ struct Ports {
   std::unique_ptr<FirewallPort> firewall;
   std::unique_ptr<GatesPort> gates;
   std::unique_ptr<SpawnerPort> spawner;
+  std::unique_ptr<SpawnerPort> mux;  // used only with [mux] enabled
   std::unique_ptr<HardwareWatchdogPort> watchdog;
   std::unique_ptr<ProberPort> prober;
   std::unique_ptr<PrivilegesPort> privileges;

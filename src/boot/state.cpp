@@ -2,6 +2,7 @@
 // lives here; the event loop only carries out the effects.
 #include "pisec/boot.hpp"
 
+#include <limits>
 #include <utility>
 
 namespace pisec::boot {
@@ -22,6 +23,9 @@ class Step {
       on_reload(e);
     } else if (e.kind == K::quarantine) {
       on_outside_quarantine(e);
+    } else if (e.kind == K::mux_spawned || e.kind == K::mux_exited || e.kind == K::mux_restart_due ||
+               e.kind == K::mux_grace_expired) {
+      on_mux(e);
     } else {
       switch (s_.stage) {
         case Stage::idle: on_idle(e); break;
@@ -95,7 +99,9 @@ class Step {
     if (e.kind == K::privileges_dropped) {
       if (!e.ok) return quarantine("cannot drop privileges: " + e.detail);
       s_.stage = Stage::supervising;
+      s_.mux_allowed = true;
       spawn();
+      start_mux();
     }
   }
 
@@ -104,6 +110,7 @@ class Step {
   void service_lost(const std::string& why) {
     s_.firewall_service = false;
     emit(F::apply_lockdown);
+    withdraw_mux();
     quarantine(why);
   }
 
@@ -228,6 +235,7 @@ class Step {
       s_.firewall_service = false;
       emit(F::apply_lockdown);
     }
+    withdraw_mux();
     quarantine(e.detail);
   }
 
@@ -257,6 +265,7 @@ class Step {
     s_.reload_pending = false;
     log("received " + e.detail + ", stopping");
     if (was == Stage::gating) emit(F::cancel_gate);
+    withdraw_mux();
     switch (s_.payload) {
       case Payload::running: return terminate();
       case Payload::terminating: return;  // its grace timer keeps running
@@ -264,8 +273,8 @@ class Step {
       case Payload::backoff:
         emit(F::cancel_restart);
         s_.payload = Payload::stopped;
-        return finish();
-      default: return finish();
+        return maybe_finish();
+      default: return maybe_finish();
     }
   }
 
@@ -275,13 +284,13 @@ class Step {
         if (s_.payload != Payload::starting) return;
         if (e.ok) return terminate();
         s_.payload = Payload::stopped;
-        return finish();
+        return maybe_finish();
       case K::payload_exited:
         if (s_.payload != Payload::terminating && s_.payload != Payload::running) return;
         s_.payload = Payload::stopped;
         emit(F::stop_probe);
         emit(F::cancel_healthy);
-        return finish();
+        return maybe_finish();
       case K::grace_expired:
         return grace_expired();
       default:
@@ -289,9 +298,97 @@ class Step {
     }
   }
 
+  // Finished once both processes are gone.
+  void maybe_finish() {
+    if (s_.stage != Stage::stopping) return;
+    const bool payload_gone = s_.payload != Payload::running && s_.payload != Payload::terminating &&
+                              s_.payload != Payload::starting;
+    const bool mux_gone = s_.mux == Mux::off || s_.mux == Mux::stopped;
+    if (payload_gone && mux_gone) finish();
+  }
+
   void finish() {
     s_.stage = Stage::finished;
     emit(F::finish);
+  }
+
+  // --- the mux ---------------------------------------------------------------
+  void start_mux() {
+    if (!s_.plan.mux || !s_.mux_allowed || s_.mux != Mux::stopped) return;
+    s_.mux = Mux::starting;
+    emit(F::spawn_mux);
+  }
+
+  void terminate_mux() {
+    s_.mux = Mux::terminating;
+    emit(F::terminate_mux);
+  }
+
+  // Stops it without a restart (a starting one is stopped when it reports).
+  void stop_mux() {
+    s_.mux_restart_on_exit = false;
+    if (s_.mux == Mux::running) terminate_mux();
+    if (s_.mux == Mux::backoff) {
+      emit(F::cancel_mux_restart);
+      s_.mux = Mux::stopped;
+    }
+  }
+
+  // The service ruleset is gone or the daemon stops: the mux has nothing to serve.
+  void withdraw_mux() {
+    s_.mux_allowed = false;
+    stop_mux();
+  }
+
+  void on_mux(const Event& e) {
+    switch (e.kind) {
+      case K::mux_spawned:
+        if (s_.mux != Mux::starting) return;
+        if (!e.ok) {
+          log("mux: cannot start: " + e.detail);
+          return after_mux_exit(supervisor::Exit{127, 0}, e);
+        }
+        s_.mux = Mux::running;
+        if (!mux_wanted()) terminate_mux();
+        return;
+      case K::mux_exited:
+        if (s_.mux != Mux::running && s_.mux != Mux::terminating) return;
+        return after_mux_exit(supervisor::Exit{e.code, e.signal}, e);
+      case K::mux_restart_due:
+        if (s_.mux != Mux::backoff) return;
+        ++s_.mux_restarts;
+        s_.mux = Mux::stopped;
+        return start_mux();
+      case K::mux_grace_expired:
+        if (s_.mux != Mux::terminating) return;
+        log("mux: still running after its stop grace period, sending SIGKILL");
+        return emit(F::kill_mux);
+      default:
+        return;
+    }
+  }
+
+  bool mux_wanted() const {
+    return s_.plan.mux && s_.mux_allowed && s_.stage != Stage::stopping && s_.stage != Stage::finished;
+  }
+
+  void after_mux_exit(const supervisor::Exit& exit, const Event& e) {
+    if (!mux_wanted()) {
+      s_.mux = s_.plan.mux ? Mux::stopped : Mux::off;
+      s_.mux_restart_on_exit = false;
+      return maybe_finish();
+    }
+    if (std::exchange(s_.mux_restart_on_exit, false)) {  // a reload's restart: at once
+      s_.mux = Mux::stopped;
+      return start_mux();
+    }
+    const supervisor::Decision d = s_.mux_policy.on_exit(exit, e.now_ms, e.uptime_ms, e.jitter);
+    log("mux: " + d.reason);
+    s_.mux = Mux::backoff;
+    // The policy never gives the mux up; a stop or quarantine verdict (not
+    // expected with it) still waits the longest backoff rather than spin.
+    const std::int64_t delay = d.action == supervisor::Action::restart ? d.delay_ms : s_.plan.watchdog.backoff_max_ms;
+    emit(F::arm_mux_restart, {}, 0, delay);
   }
 
   // --- reload: all or nothing ----------------------------------------------
@@ -304,10 +401,11 @@ class Step {
       // back, nothing of the new configuration is used.
       s_.reload_pending = true;
       s_.reload_payload_changed = e.payload_changed;
+      s_.reload_mux_changed = e.mux_changed;
       s_.reload_plan = e.next_plan;
       return emit(F::apply_new_ruleset);
     }
-    commit(e.next_plan, e.payload_changed, e);
+    commit(e.next_plan, e.payload_changed, e.mux_changed, e);
   }
 
   void on_reload_ruleset(const Event& e) {
@@ -320,13 +418,20 @@ class Step {
       if (e.firewall_changed) emit(F::apply_service);
       return;
     }
-    commit(s_.reload_plan, s_.reload_payload_changed, e);
+    commit(s_.reload_plan, s_.reload_payload_changed, s_.reload_mux_changed, e);
   }
 
-  void commit(const Plan& next, bool payload_changed, const Event& e) {
+  // (mux.enabled itself never changes on a reload: the daemon keeps it.)
+  void commit(const Plan& next, bool payload_changed, bool mux_changed, const Event& e) {
     s_.plan = next;
     s_.policy.update(next.watchdog);
+    s_.mux_policy.update(State::mux_watchdog(next.watchdog));
     emit(F::commit_reload);
+    if (mux_changed && s_.mux == Mux::running) {
+      log("mux: configuration changed, restarting it");
+      s_.mux_restart_on_exit = true;
+      terminate_mux();
+    }
     if (payload_changed && s_.stage == Stage::supervising && s_.payload == Payload::running) {
       s_.forced = s_.policy.on_forced_restart(e.now_ms, e.uptime_ms, e.jitter, "configuration changed");
       log("payload: " + s_.forced.reason);
@@ -358,7 +463,14 @@ Plan plan_from(const config::Config& cfg) {
   }
   p.healthy_after_ms = std::int64_t{cfg.watchdog.healthy_after_s} * 1000;
   p.watchdog = cfg.watchdog;
+  p.mux = cfg.mux.enabled;
   return p;
+}
+
+config::Watchdog State::mux_watchdog(config::Watchdog w) {
+  w.restart = config::RestartPolicy::always;
+  w.burst = std::numeric_limits<int>::max();
+  return w;
 }
 
 const char* state_name(const State& s) {
@@ -373,7 +485,21 @@ const char* state_name(const State& s) {
     case Stage::supervising: break;
   }
   const bool up = s.payload == Payload::running;
-  return up && s.payload_healthy && s.probe_ok && !s.gate_continued ? "running" : "degraded";
+  // With the mux on, the public port answers only while it runs.
+  const bool mux_ok = s.mux == Mux::off || s.mux == Mux::running;
+  return up && s.payload_healthy && s.probe_ok && !s.gate_continued && mux_ok ? "running" : "degraded";
+}
+
+const char* mux_name(const State& s) {
+  switch (s.mux) {
+    case Mux::off:
+    case Mux::stopped: return "stopped";
+    case Mux::starting: return "starting";
+    case Mux::running:
+    case Mux::terminating: return "running";  // still up until it exits
+    case Mux::backoff: return "backoff";
+  }
+  return "stopped";
 }
 
 const char* payload_name(const State& s) {
@@ -420,6 +546,10 @@ const char* to_string(Event::Kind k) {
     case K::reload: return "reload";
     case K::reload_ruleset: return "reload_ruleset";
     case K::quarantine: return "quarantine";
+    case K::mux_spawned: return "mux_spawned";
+    case K::mux_exited: return "mux_exited";
+    case K::mux_restart_due: return "mux_restart_due";
+    case K::mux_grace_expired: return "mux_grace_expired";
   }
   return "?";
 }
@@ -447,6 +577,11 @@ const char* to_string(Effect::Kind k) {
     case F::commit_reload: return "commit_reload";
     case F::reload_rejected: return "reload_rejected";
     case F::finish: return "finish";
+    case F::spawn_mux: return "spawn_mux";
+    case F::terminate_mux: return "terminate_mux";
+    case F::kill_mux: return "kill_mux";
+    case F::arm_mux_restart: return "arm_mux_restart";
+    case F::cancel_mux_restart: return "cancel_mux_restart";
   }
   return "?";
 }

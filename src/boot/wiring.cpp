@@ -8,6 +8,7 @@
 
 #include <array>
 #include <boost/asio.hpp>
+#include <filesystem>
 #include <optional>
 
 #include "pisec/boot.hpp"
@@ -19,6 +20,7 @@
 #include "pisec/gates/entropy.hpp"
 #include "pisec/gates/integrity.hpp"
 #include "pisec/logs.hpp"
+#include "pisec/mux.hpp"
 #include "pisec/sandbox.hpp"
 #include "pisec/supervisor.hpp"
 #include "ports.hpp"
@@ -36,10 +38,18 @@ class RealControl final : public ControlPort {
   ~RealControl() override { stop(); }
   void start(const config::Config& cfg) override {
     server_ = std::make_unique<control::Server>(io_, control::ServerOptions::from_config(cfg.daemon), bridge_);
+    if (cfg.mux.enabled) {
+      // The mux's read-only channel: status and logs, for its uid alone.
+      control::ServerOptions o;
+      o.socket_path = cfg.mux.daemon_socket;
+      o.reader_uid = cfg.mux.uid;
+      mux_server_ = std::make_unique<control::Server>(io_, o, bridge_);
+    }
   }
   void log(const std::string& line) override { logger_->daemon_line(line); }
   void stop() override {
     if (server_) server_->stop();
+    if (mux_server_) mux_server_->stop();
   }
 
  private:
@@ -53,7 +63,7 @@ class RealControl final : public ControlPort {
   asio::io_context& io_;
   Bridge bridge_;
   std::shared_ptr<logs::Logger> logger_;
-  std::unique_ptr<control::Server> server_;
+  std::unique_ptr<control::Server> server_, mux_server_;
 };
 
 // ---- firewall -------------------------------------------------------------------
@@ -134,11 +144,58 @@ class RealGates final : public GatesPort {
   std::shared_ptr<clock::GateResult> clock_result_;
 };
 
-// ---- payload ------------------------------------------------------------------
+// ---- sandboxed processes: the payload, the mux ------------------------------------
+
+// What differs between the two: what runs, where its output goes, whom its
+// exit is reported to.
+struct Role {
+  std::string name;  // "payload" or "mux", for the log
+  config::Payload (*sandbox)(const config::Config&);
+  logs::Stream out, err;
+  void (Host::*exited)(int code, int signal);
+};
+
+config::Payload payload_sandbox(const config::Config& cfg) { return cfg.payload; }
+
+// Syscalls the mux never needs on top of the payload's deny list: it only
+// serves sockets, so nothing that changes files or makes new executables.
+const std::vector<std::string> mux_seccomp_extra = {
+    "execveat", "memfd_create", "chmod", "fchmod", "fchmodat", "chown", "fchown", "lchown", "fchownat",
+    "mknod", "mknodat", "link", "linkat", "symlink", "symlinkat", "rename", "renameat", "renameat2",
+    "unlink", "unlinkat", "truncate", "ftruncate"};
+
+// `pisecd mux` in a sandbox of its own: its uid, no capabilities, the
+// tighter filter, a read-only root holding only the libraries (none for the
+// static build) and the sockets it talks to. Its settings come as flags, so
+// it never reads the configuration file.
+config::Payload mux_sandbox(const config::Config& cfg) {
+  config::Payload p;
+  p.command = {sandbox::init_path_in_sandbox, "mux"};
+  for (auto& a : mux::to_args(cfg.mux)) p.command.push_back(std::move(a));
+  p.ro_binds.clear();
+  for (const char* dir : {"/usr", "/lib", "/lib64"})
+    if (std::filesystem::is_directory(dir)) p.ro_binds.emplace_back(dir);
+  p.ro_binds.push_back(std::filesystem::path(cfg.mux.daemon_socket).parent_path().string());
+  if (cfg.mux.upstream.rfind("unix:", 0) == 0)
+    p.ro_binds.push_back(std::filesystem::path(cfg.mux.upstream.substr(5)).parent_path().string());
+  p.uid = cfg.mux.uid;
+  p.gid = cfg.mux.gid;
+  p.stop_grace_ms = 2000;
+  p.max_processes = 16;
+  p.max_open_files = 2 * cfg.mux.max_connections + 64;  // a client and an upstream socket each
+  p.seccomp_deny = mux_seccomp_extra;
+  p.hostname = "mux";
+  return p;
+}
+
+const Role payload_role{"payload", payload_sandbox, logs::Stream::payload_stdout, logs::Stream::payload_stderr,
+                        &Host::payload_exited};
+const Role mux_role{"mux", mux_sandbox, logs::Stream::mux, logs::Stream::mux, &Host::mux_exited};
+
 class RealSpawner final : public SpawnerPort {
  public:
-  RealSpawner(asio::io_context& io, Host& host, std::shared_ptr<logs::Logger> logger)
-      : io_(io), host_(host), logger_(std::move(logger)) {}
+  RealSpawner(asio::io_context& io, Host& host, std::shared_ptr<logs::Logger> logger, const Role& role)
+      : io_(io), host_(host), logger_(std::move(logger)), role_(role) {}
 
   pid_t spawn(const config::Config& cfg) override;
   void signal(int sig) override;
@@ -159,6 +216,7 @@ class RealSpawner final : public SpawnerPort {
   asio::io_context& io_;
   Host& host_;
   std::shared_ptr<logs::Logger> logger_;
+  const Role& role_;
   std::shared_ptr<PayloadRun> payload_;
   std::int64_t reaped_in_finished_ = 0;
 };
@@ -181,8 +239,8 @@ pid_t RealSpawner::spawn(const config::Config& cfg) {
   if (auto missing = sandbox::check_user_namespaces(); !missing.empty())
     throw std::runtime_error("the sandbox needs unprivileged user namespaces: " + missing);
   auto run = std::make_shared<PayloadRun>();
-  run->spawned = sandbox::spawn(cfg.payload, sandbox::SpawnOptions{});
-  for (const auto& w : run->spawned.warnings) host_.event("payload: " + w);
+  run->spawned = sandbox::spawn(role_.sandbox(cfg), sandbox::SpawnOptions{});
+  for (const auto& w : run->spawned.warnings) host_.event(role_.name + ": " + w);
   auto wrap = [this](sandbox::UniqueFd& fd) {
     return std::make_unique<asio::posix::stream_descriptor>(io_, fd.release());
   };
@@ -201,7 +259,7 @@ pid_t RealSpawner::spawn(const config::Config& cfg) {
 void RealSpawner::read_output(const std::shared_ptr<PayloadRun>& run, Output which) {
   auto& d = which == Output::out ? run->out : run->err;
   auto& buf = which == Output::out ? run->out_buf : run->err_buf;
-  const auto stream = which == Output::out ? logs::Stream::payload_stdout : logs::Stream::payload_stderr;
+  const auto stream = which == Output::out ? role_.out : role_.err;
   d->async_read_some(asio::buffer(buf), [this, run, which, &buf, stream](boost::system::error_code ec, std::size_t n) {
     if (ec == asio::error::operation_aborted) return;  // closed after drain() read the rest
     if (n > 0) logger_->feed(stream, std::string_view(buf.data(), n));
@@ -217,7 +275,7 @@ void RealSpawner::read_status(const std::shared_ptr<PayloadRun>& run) {
       if (n > 0) status_events(*run, run->parser.feed(std::string_view(run->status_buf.data(), n)));
       if (ec) return status_events(*run, run->parser.finish());
     } catch (const std::exception& e) {
-      return host_.event(std::string("payload: bwrap status: ") + e.what());
+      return host_.event(role_.name + ": bwrap status: " + e.what());
     }
     read_status(run);
   });
@@ -227,7 +285,7 @@ void RealSpawner::status_events(PayloadRun& run, const std::vector<sandbox::Stat
   for (const auto& e : events) {
     if (e.kind == sandbox::StatusEvent::Kind::child_pid) {
       if (!sandbox::adopt_sandbox_init(run.spawned, static_cast<pid_t>(e.value)))
-        host_.event("payload: could not adopt the sandbox init, pid " + std::to_string(e.value));
+        host_.event(role_.name + ": could not adopt the sandbox init, pid " + std::to_string(e.value));
     } else {
       run.exit_code = e.value;
     }
@@ -272,10 +330,10 @@ void RealSpawner::reaped(int wait_status) {
   reaped_in_finished_ += run->reaped_inside;
   payload_.reset();
   if (how.setup_failed) {
-    host_.event("payload: the sandbox failed before the payload ran (bwrap's message is in the log)");
-    return host_.payload_exited(125, 0);
+    host_.event(role_.name + ": the sandbox failed before the " + role_.name + " ran (bwrap's message is in the log)");
+    return (host_.*role_.exited)(125, 0);
   }
-  host_.payload_exited(how.code, how.signal);
+  (host_.*role_.exited)(how.code, how.signal);
 }
 
 // bwrap is gone: everything it and the payload wrote is buffered in the pipes.
@@ -295,12 +353,12 @@ void RealSpawner::drain(PayloadRun& run) {
     drain_one(*run.status, [&](std::string_view b) { status_events(run, run.parser.feed(b)); });
     status_events(run, run.parser.finish());
   } catch (const std::exception& e) {
-    host_.event(std::string("payload: bwrap status: ") + e.what());
+    host_.event(role_.name + ": bwrap status: " + e.what());
   }
-  drain_one(*run.out, [this](std::string_view b) { logger_->feed(logs::Stream::payload_stdout, b); });
-  logger_->end_of_stream(logs::Stream::payload_stdout);
-  drain_one(*run.err, [this](std::string_view b) { logger_->feed(logs::Stream::payload_stderr, b); });
-  logger_->end_of_stream(logs::Stream::payload_stderr);
+  drain_one(*run.out, [this](std::string_view b) { logger_->feed(role_.out, b); });
+  logger_->end_of_stream(role_.out);
+  drain_one(*run.err, [this](std::string_view b) { logger_->feed(role_.err, b); });
+  logger_->end_of_stream(role_.err);
   if (run.report) {
     drain_one(*run.report, [&run](std::string_view b) { feed_report(run, b); });
   }
@@ -337,7 +395,9 @@ Ports real_ports(asio::io_context& io, Host& host, const config::Config& cfg) {
   p.control = std::make_unique<RealControl>(io, host, logger);
   p.firewall = std::make_unique<RealFirewall>();
   p.gates = std::make_unique<RealGates>(host);
-  p.spawner = std::make_unique<RealSpawner>(io, host, logger);
+  p.spawner = std::make_unique<RealSpawner>(io, host, logger, payload_role);
+  // Always made: a reload may turn the mux on.
+  p.mux = std::make_unique<RealSpawner>(io, host, logger, mux_role);
   p.watchdog = std::make_unique<RealHardwareWatchdog>();
   p.prober = std::make_unique<RealProber>();
   p.privileges = std::make_unique<RealPrivileges>();

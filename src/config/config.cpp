@@ -16,6 +16,7 @@
 #include "pisec/control.hpp"
 #include "pisec/firewall.hpp"
 #include "pisec/logs.hpp"
+#include "pisec/mux.hpp"
 #include "pisec/sandbox.hpp"
 #include "pisec/supervisor.hpp"
 #include "pisec/util.hpp"
@@ -508,11 +509,18 @@ Config build(const toml::table& root, const std::string& file) {
     auto r = reader(subtable(root, "mux", "mux", file, errors), "mux");
     auto& m = c.mux;
     r.boolean("enabled", m.enabled);
-    r.string("listen", m.listen, host_port);
-    r.string("upstream", m.upstream, [](const std::string& v) -> std::string {
+    // Addresses only (the mux resolves no names): "127.0.0.1:8081", "[::1]:8081", "unix:/path".
+    auto endpoint = [](const std::string& v) -> std::string {
       if (v.rfind("unix:", 0) == 0) return control_socket_check(v.substr(5));
-      return host_port(v);
-    });
+      try {
+        mux::parse_endpoint(v);
+        return "";
+      } catch (const std::invalid_argument& e) {
+        return std::string(e.what()) + ", got \"" + v + "\"";
+      }
+    };
+    r.string("listen", m.listen, endpoint);
+    r.string("upstream", m.upstream, endpoint);
     r.string("token_sha256", m.token_sha256, [](const std::string& v) -> std::string {
       static const std::regex ok("[0-9a-f]{64}");
       return v.empty() || std::regex_match(v, ok) ? "" : "must be 64 lowercase hex digits (sha256 of the token)";
@@ -524,9 +532,29 @@ Config build(const toml::table& root, const std::string& file) {
     r.integer("auth_failure_limit", m.auth_failure_limit, 1, 100000);
     r.integer("auth_failure_window_s", m.auth_failure_window_s, 1, 86400);
     r.string("daemon_socket", m.daemon_socket, control_socket_check);
+    r.integer("uid", m.uid, 1, 4294967294LL);
+    r.integer("gid", m.gid, 1, 4294967294LL);
     r.reject_unknown();
     if (m.enabled && m.token_sha256.empty())
       errors.push_back({file, 0, "mux.token_sha256", "must be set when the mux is enabled"});
+    if (m.enabled && m.uid == c.payload.uid)
+      errors.push_back({file, 0, "mux.uid", "must differ from payload.uid (" + std::to_string(c.payload.uid) +
+                                                "): the mux must not be able to touch the payload"});
+    std::optional<mux::Endpoint> listen;
+    try {
+      listen = mux::parse_endpoint(m.listen);
+    } catch (const std::invalid_argument&) {
+    }
+    if (m.enabled && listen && listen->kind != mux::Endpoint::Kind::tcp)
+      errors.push_back({file, 0, "mux.listen", "must be address:port (the firewall redirects TCP to it)"});
+    if (m.enabled && listen && listen->kind == mux::Endpoint::Kind::tcp) {
+      if (listen->port < 1024)
+        errors.push_back({file, 0, "mux.listen", "port must be 1024 or above: the mux runs without capabilities"});
+      if (c.firewall.enabled && listen->port != c.firewall.app_port)
+        errors.push_back({file, 0, "mux.listen",
+                          "port must be firewall.app_port (" + std::to_string(c.firewall.app_port) +
+                              "), where the public port is redirected; the payload then listens on mux.upstream"});
+    }
   }
 
   {

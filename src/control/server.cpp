@@ -492,14 +492,25 @@ void Server::Core::start() {
   const std::string& path = options.socket_path;
   if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path))
     throw std::runtime_error("control socket path \"" + path + "\" is empty or too long");
-  if (!options.admin_group.empty()) {
+  if (!options.admin_group.empty() && !options.reader_uid) {
     try {
       admin_gid = resolve_admin_group(options.admin_group, options.group_file);
     } catch (const std::runtime_error& e) {
       throw std::runtime_error(std::string("daemon.admin_group: ") + e.what());
     }
   }
-  make_parent_dirs(std::filesystem::path(path).parent_path());
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  const bool dir_existed = std::filesystem::exists(dir);
+  make_parent_dirs(dir);
+  if (options.reader_uid) {
+    // The reader must be able to reach the socket, and nothing more.
+    if (!dir_existed && ::chmod(dir.c_str(), 0711) != 0) throw sys_error("cannot chmod", dir.string(), errno);
+    struct stat dst {};
+    if (::stat(dir.c_str(), &dst) != 0) throw sys_error("cannot inspect", dir.string(), errno);
+    if ((dst.st_mode & 0001) == 0)
+      throw std::runtime_error("socket directory " + dir.string() + " is not searchable by uid " +
+                               std::to_string(*options.reader_uid) + ": give the socket a directory of its own");
+  }
   clear_stale_socket(path);
 
   const mode_t mode = admin_gid ? 0660 : 0600;
@@ -519,6 +530,8 @@ void Server::Core::start() {
   if (::chmod(path.c_str(), mode) != 0) throw sys_error("cannot chmod", path, errno);
   if (admin_gid && ::chown(path.c_str(), static_cast<uid_t>(-1), *admin_gid) != 0)
     throw sys_error("cannot chown to admin_group", path, errno);
+  if (options.reader_uid && ::chown(path.c_str(), *options.reader_uid, static_cast<gid_t>(-1)) != 0)
+    throw sys_error("cannot give the socket to uid " + std::to_string(*options.reader_uid), path, errno);
   if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode) || (st.st_mode & 07777) != mode ||
       st.st_ino != socket_ino)
     throw std::runtime_error("control socket " + path + " did not get mode " + (admin_gid ? "0660" : "0600"));
@@ -560,7 +573,8 @@ void Server::Core::on_accepted(stream_protocol::socket socket) {
     refuse(socket, e.what());
     return;
   }
-  if (!peer_allowed(peer, admin_gid)) {
+  const bool reader = options.reader_uid && peer.uid == *options.reader_uid;
+  if (!reader && !peer_allowed(peer, admin_gid)) {
     ++stats.refused;
     refuse(socket, "permission denied: uid " + std::to_string(peer.uid) + " is not root" +
                        (admin_gid ? " or in daemon.admin_group" : ""));

@@ -33,6 +33,14 @@ std::string to_json(const Snapshot& s) {
       {"reaped_orphans", s.reaped_orphans},
       {"reload", {{"result", s.reload.result}, {"detail", s.reload.detail}, {"at_ms", s.reload.at_ms}}},
   };
+  if (s.mux.enabled)
+    j["mux"] = {{"state", s.mux.state},
+                {"pid", s.mux.pid},
+                {"restarts", s.mux.restarts},
+                {"last_exit",
+                 {{"code", s.mux.last_exit.code},
+                  {"signal", s.mux.last_exit.signal},
+                  {"at_ms", s.mux.last_exit.at_ms}}}};
   // Details quote files and payload output: invalid UTF-8 must not make the
   // whole answer fail (a tampered card would look like a dead daemon).
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -63,6 +71,15 @@ Snapshot from_json(const std::string& text) {
       const auto& r = j.at("reload");
       s.reload = {r.at("result").get<std::string>(), r.at("detail").get<std::string>(),
                   r.at("at_ms").get<std::int64_t>()};
+    }
+    if (j.contains("mux")) {  // only with [mux] enabled
+      const auto& m = j.at("mux");
+      s.mux.enabled = true;
+      s.mux.state = m.at("state").get<std::string>();
+      s.mux.pid = m.at("pid").get<int>();
+      s.mux.restarts = m.at("restarts").get<int>();
+      const auto& me = m.at("last_exit");
+      s.mux.last_exit = {me.at("code").get<int>(), me.at("signal").get<int>(), me.at("at_ms").get<std::int64_t>()};
     }
     return s;
   } catch (const json::exception& e) {
@@ -96,6 +113,11 @@ std::string to_text(const Snapshot& s) {
     out << ", last exit ";
     if (s.payload.last_exit.signal) out << "signal " << s.payload.last_exit.signal;
     else out << "code " << s.payload.last_exit.code;
+  }
+  if (s.mux.enabled) {
+    out << "\n  mux: " << p(s.mux.state);
+    if (s.mux.pid > 0) out << ", pid " << s.mux.pid;
+    out << ", " << s.mux.restarts << " restart(s)";
   }
   out << "\n  reaped orphans: " << s.reaped_orphans << '\n';
   if (s.reload.result != "none") {

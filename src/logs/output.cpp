@@ -23,6 +23,7 @@ class StderrSink final : public Sink {
     std::string out;
     out.reserve(e.text.size() + 24);
     if (e.stream == Stream::daemon) out += "pisecd: ";
+    else if (e.stream == Stream::mux) out += "mux: ";
     else out.append("payload[").append(to_string(e.stream)).append("]: ");
     out += e.text;
     out += '\n';
@@ -52,6 +53,7 @@ class SyslogSink final : public Sink {
       case Stream::payload_stdout: ::syslog(LOG_INFO, "payload[stdout]: %s", e.text.c_str()); break;
       case Stream::payload_stderr: ::syslog(LOG_WARNING, "payload[stderr]: %s", e.text.c_str()); break;
       case Stream::daemon: ::syslog(LOG_NOTICE, "%s", e.text.c_str()); break;
+      case Stream::mux: ::syslog(LOG_INFO, "mux: %s", e.text.c_str()); break;
     }
   }
 };
@@ -169,12 +171,14 @@ Logger::Logger(const config::Logs& cfg, std::vector<std::unique_ptr<Sink>> sinks
       monotonic_(monotonic ? std::move(monotonic) : Clock(monotonic_now_ms)),
       out_{LineAssembler(cfg.max_line_bytes), {}, CopyLimiter(cfg.stderr_burst, cfg.stderr_interval_s * 1000LL)},
       err_{LineAssembler(cfg.max_line_bytes), {}, CopyLimiter(cfg.stderr_burst, cfg.stderr_interval_s * 1000LL)},
-      daemon_{LineAssembler(cfg.max_line_bytes), {}, CopyLimiter(cfg.stderr_burst, cfg.stderr_interval_s * 1000LL)} {}
+      daemon_{LineAssembler(cfg.max_line_bytes), {}, CopyLimiter(cfg.stderr_burst, cfg.stderr_interval_s * 1000LL)},
+      mux_{LineAssembler(cfg.max_line_bytes), {}, CopyLimiter(cfg.stderr_burst, cfg.stderr_interval_s * 1000LL)} {}
 
 Logger::PerStream& Logger::per_stream(Stream s) {
   switch (s) {
     case Stream::payload_stdout: return out_;
     case Stream::payload_stderr: return err_;
+    case Stream::mux: return mux_;
     case Stream::daemon: break;
   }
   return daemon_;
@@ -224,7 +228,7 @@ void Logger::end_of_stream(Stream stream) {
 void Logger::daemon_line(std::string_view text) {
   // A payload that flooded and went quiet gets its summary here at the latest.
   if (!sinks_.empty())
-    for (Stream s : {Stream::payload_stdout, Stream::payload_stderr})
+    for (Stream s : {Stream::payload_stdout, Stream::payload_stderr, Stream::mux})
       if (auto summary = per_stream(s).limiter.due(monotonic_(), to_string(s))) copy_summary(*summary);
   // Each daemon message is complete in itself: no PEM state carried over, and
   // embedded newlines become separate entries.

@@ -11,6 +11,7 @@ const char* to_string(Stream s) {
     case Stream::payload_stdout: return "stdout";
     case Stream::payload_stderr: return "stderr";
     case Stream::daemon: return "pisecd";
+    case Stream::mux: return "mux";
   }
   return "?";
 }
@@ -19,6 +20,7 @@ std::optional<Stream> stream_from_string(std::string_view s) {
   if (s == "stdout") return Stream::payload_stdout;
   if (s == "stderr") return Stream::payload_stderr;
   if (s == "pisecd") return Stream::daemon;
+  if (s == "mux") return Stream::mux;
   return std::nullopt;
 }
 

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Issue 11, acceptance 1 and 2: one public port for the app and for
-# diagnostics. From a "wan" namespace through port 80 (redirected by the
-# service ruleset to the mux on the app port): app requests reach the
-# payload; /debug/* needs the bearer token (401 without it, 429 after repeated
-# failures); logs are NDJSON, redacted, and follow=1 streams a new line within
-# 1 s; with the payload stopped, app requests get 503 at once while
-# /debug/status still answers.
+# Issue 11, acceptance 1, 2 and 3: one public port for the app and for
+# diagnostics. The daemon starts the mux in its own sandbox; from a "wan"
+# namespace through port 80 (redirected by the service ruleset to the mux on
+# the app port): app requests reach the payload; /debug/* needs the bearer
+# token (401 without it, 429 after repeated failures); logs are NDJSON,
+# redacted, and follow=1 streams a new line within 1 s; slow senders are cut
+# off; the mux runs as its own uid with no capabilities under seccomp, and
+# when it is killed the daemon restarts it while the payload keeps running;
+# with the payload stopped, app requests get 503 at once while /debug/status
+# still answers.
 source "$(dirname "$0")/lib.sh.inc"
 
 WAN=$T_NS-wan
-# shellcheck disable=SC2034,SC2016  # t_cleanup (lib.sh.inc) evals it at exit, when both are set
-T_EXTRA_CLEANUP='ip netns del "$WAN" 2>/dev/null; [ -n "${MUX_PID:-}" ] && kill "$MUX_PID" 2>/dev/null'
+# shellcheck disable=SC2034,SC2016  # t_cleanup (lib.sh.inc) evals it at exit
+T_EXTRA_CLEANUP='ip netns del "$WAN" 2>/dev/null'
 ip netns add "$WAN"
 ip link add veth-wan netns "$WAN" type veth peer name veth-dev netns "$T_NS"
 ip -n "$WAN" addr add 10.99.0.1/24 dev veth-wan
@@ -39,19 +42,22 @@ app_port = $APP_PORT
 new_conn_rate = 1000
 new_conn_burst = 1000
 [mux]
+enabled = true
 listen = \"0.0.0.0:$APP_PORT\"
 upstream = \"127.0.0.1:$PAYLOAD_PORT\"
 token_sha256 = \"$TOKEN_SHA\"
 header_timeout_ms = 2000
 auth_failure_limit = 5
-auth_failure_window_s = 60"
+auth_failure_window_s = 60
+daemon_socket = \"$T_DIR/mux/status.sock\"
+uid = 41012
+gid = 41012"
 start_daemon
-wait_for 20 '.payload.state == "running" and .firewall.verified' || { cat "$T_DIR/daemon.log" >&2; finish; }
-
-ip netns exec "$T_NS" "$PISECD" mux -c "$T_DIR/pisecd.toml" --daemon-socket "$T_SOCK" >"$T_DIR/mux.log" 2>&1 &
-MUX_PID=$!
-for _ in $(seq 50); do grep -q listening "$T_DIR/mux.log" && break; sleep 0.1; done
-check "the mux listens" grep -q listening "$T_DIR/mux.log"
+wait_for 20 '.state == "running" and .firewall.verified and .mux.state == "running"' ||
+  { cat "$T_DIR/daemon.log" >&2; fail "the daemon did not bring up payload and mux"; finish; }
+check "status shows the mux running" test "$(jget .mux.state)" = running
+for _ in $(seq 50); do grep -q 'mux: pisecd mux: listening' "$T_DIR/daemon.log" && break; sleep 0.1; done
+check "the mux listens (its output is in the daemon's log)" grep -q 'mux: pisecd mux: listening' "$T_DIR/daemon.log"
 
 URL=http://10.99.0.2
 wan_curl() { ip netns exec "$WAN" curl -sS --max-time 5 "$@"; }
@@ -141,6 +147,31 @@ PY
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
 check "a slowloris connection is closed by the 2 s header timeout (after $ms ms)" test "$ms" -lt 5000
 
+# --- the mux's confinement, and its restart -------------------------------------------
+mux_proc() { pgrep -f -- "/dev/.pisec/init mux " | while read -r p; do
+  [ "$(awk '/^Uid:/ {print $2}' "/proc/$p/status" 2>/dev/null)" = 41012 ] && [ "$(cat "/proc/$p/comm")" = init ] &&
+    [ "$(tr '\0' ' ' <"/proc/$p/cmdline" | cut -d' ' -f2)" = mux ] && echo "$p"; done | tail -1; }
+MUX=$(mux_proc)
+check "the mux process is found" test -n "$MUX"
+if [ -n "$MUX" ]; then
+  grep -E '^(Uid|CapEff|NoNewPrivs|Seccomp):' "/proc/$MUX/status"
+  check "the mux runs as its own uid 41012 on the host" test "$(awk '/^Uid:/ {print $2}' "/proc/$MUX/status")" = 41012
+  check "the mux has no capabilities (CapEff 0)" test "$(awk '/^CapEff:/ {print $2}' "/proc/$MUX/status")" = 0000000000000000
+  check "the mux has no_new_privs" test "$(awk '/^NoNewPrivs:/ {print $2}' "/proc/$MUX/status")" = 1
+  check "the mux runs under a seccomp filter (Seccomp 2)" test "$(awk '/^Seccomp:/ {print $2}' "/proc/$MUX/status")" = 2
+  PAYLOAD_PID=$(jget .payload.pid)
+  kill -KILL "$MUX"
+  wait_for 10 '.mux.restarts == 1 and .mux.state == "running"' || fail "the daemon did not restart the mux"
+  check "the payload kept running (same pid)" test "$(jget .payload.pid)" = "$PAYLOAD_PID"
+  check "the payload did not restart" test "$(jget .payload.restarts)" = 0
+  code=""
+  for _ in $(seq 50); do
+    code=$(wan_curl -o /dev/null -w '%{http_code}' "$URL/" 2>/dev/null) && [ "$code" = 200 ] && break
+    sleep 0.1
+  done
+  check "the restarted mux serves the app again (got $code)" test "$code" = 200
+fi
+
 # --- payload stopped: 503 at once, /debug/ keeps working ----------------------------
 pkill -TERM -f "^$FIXTURES/http_payload --port $PAYLOAD_PORT" || fail "no payload process to stop"
 wait_for 10 '.payload.state == "stopped"' || fail "the payload did not stop"
@@ -153,7 +184,7 @@ code=$(ip netns exec "$T_NS" curl -sS -o "$T_DIR/status2.json" -w '%{http_code}'
 check "payload down: /debug/status still answers (got $code)" test "$code" = 200
 check "payload down: status says so" jq -e '.payload.state == "stopped"' "$T_DIR/status2.json"
 
-kill -TERM "$MUX_PID"
-wait "$MUX_PID" 2>/dev/null
-check "the mux exits 0 on SIGTERM" test $? -eq 0
+kill -TERM "$T_DAEMON_PID"
+wait "$T_DAEMON_PID" 2>/dev/null || true
+check "no mux process is left after the daemon stopped" test -z "$(mux_proc)"
 finish

@@ -314,7 +314,7 @@ class Step {
 
   // --- the mux ---------------------------------------------------------------
   void start_mux() {
-    if (!s_.plan.mux || !s_.mux_allowed || s_.mux != Mux::stopped) return;
+    if (!mux_wanted() || s_.mux != Mux::stopped) return;
     s_.mux = Mux::starting;
     emit(F::spawn_mux);
   }
@@ -368,8 +368,10 @@ class Step {
     }
   }
 
+  // Only beside a payload's life under the service ruleset (a quarantined
+  // payload included), never once the stop began.
   bool mux_wanted() const {
-    return s_.plan.mux && s_.mux_allowed && s_.stage != Stage::stopping && s_.stage != Stage::finished;
+    return s_.plan.mux && s_.mux_allowed && (s_.stage == Stage::supervising || s_.stage == Stage::quarantined);
   }
 
   void after_mux_exit(const supervisor::Exit& exit, const Event& e) {

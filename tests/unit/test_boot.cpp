@@ -449,3 +449,194 @@ TEST_CASE("an outside quarantine (attestation) stops the payload and locks down"
   CHECK(d.s.payload == Payload::quarantined);
   CHECK_FALSE(has(d.last, F::arm_restart));
 }
+
+// ---- the mux: a second process beside the payload ----------------------------
+
+namespace {
+
+Plan mux_plan() {
+  Plan p = test_plan();
+  p.mux = true;
+  return p;
+}
+
+Event mux_ev(K kind, bool ok = true) {
+  Event e = ev(kind, ok);
+  e.next_plan = mux_plan();
+  return e;
+}
+
+struct MuxDriver : Driver {
+  MuxDriver() { s = State(mux_plan()); }
+  MuxDriver& on(K kind, bool ok = true, std::size_t index = 0) {
+    Event e = mux_ev(kind, ok);
+    e.index = index;
+    Driver::on(e);
+    return *this;
+  }
+  MuxDriver& boot() {
+    on(K::start).on(K::lockdown_applied);
+    for (std::size_t i = 0; i < gate_count; ++i) on(K::gate_done, true, i);
+    on(K::service_applied).on(K::privileges_dropped);
+    return on(K::payload_spawned).on(K::mux_spawned);
+  }
+};
+
+const Mux all_muxes[] = {Mux::stopped, Mux::starting, Mux::running, Mux::backoff, Mux::terminating};
+const K mux_events[] = {K::mux_spawned, K::mux_exited, K::mux_restart_due, K::mux_grace_expired, K::stop,
+                        K::payload_exited, K::payload_spawned, K::service_applied, K::quarantine, K::reload,
+                        K::privileges_dropped, K::grace_expired};
+
+}  // namespace
+
+TEST_CASE("every (state, event) pair with a mux keeps the machine's promises", "[boot][mux]") {
+  std::size_t pairs = 0;
+  for (auto stage : all_stages)
+    for (auto payload : all_payloads)
+      for (auto mux : all_muxes)
+        for (int allowed = 0; allowed < 2; ++allowed)
+          for (auto kind : mux_events)
+            for (int ok = 0; ok < 2; ++ok) {
+              State s(mux_plan());
+              s.stage = stage;
+              s.payload = payload;
+              s.mux = mux;
+              s.mux_allowed = allowed == 1;
+              s.firewall_service = true;
+              s.payload_healthy = true;
+              Event e = mux_ev(kind, ok == 1);
+              e.mux_changed = ok == 1;
+              auto t = transition(s, e);
+              const auto& n = t.next;
+              const auto& fx = t.effects;
+              ++pairs;
+              INFO("stage " << to_string(stage) << ", payload " << static_cast<int>(payload) << ", mux "
+                            << static_cast<int>(mux) << ", allowed " << allowed << ", event " << to_string(kind)
+                            << " ok=" << ok << " → " << to_string(n.stage));
+              // Nothing of the mux starts once the stop began, or without the service ruleset.
+              if (stage == Stage::stopping || stage == Stage::finished || kind == K::stop) {
+                CHECK_FALSE(has(fx, F::spawn_mux));
+                CHECK_FALSE(has(fx, F::arm_mux_restart));
+              }
+              if (has(fx, F::spawn_mux)) {
+                CHECK(n.mux_allowed);
+                CHECK(n.mux == Mux::starting);
+                CHECK((n.stage == Stage::supervising || n.stage == Stage::quarantined));
+              }
+              // The machine finishes only when the mux is gone too.
+              if (has(fx, F::finish)) CHECK((n.mux == Mux::stopped || n.mux == Mux::off));
+              // A stop or a lost service ruleset takes a running mux down.
+              if ((kind == K::stop && stage != Stage::stopping && stage != Stage::finished) ||
+                  (kind == K::service_applied && !ok && (stage == Stage::service || stage == Stage::supervising))) {
+                CHECK_FALSE(n.mux_allowed);
+                if (mux == Mux::running) CHECK(has(fx, F::terminate_mux));
+                if (mux == Mux::backoff) CHECK(has(fx, F::cancel_mux_restart));
+              }
+              // "running" needs the mux up: the public port answers through it.
+              if (std::string(state_name(n)) == "running") CHECK(n.mux == Mux::running);
+              // The payload is never touched by the mux's events.
+              if (kind == K::mux_spawned || kind == K::mux_exited || kind == K::mux_restart_due ||
+                  kind == K::mux_grace_expired) {
+                CHECK(n.payload == s.payload);
+                CHECK_FALSE(has(fx, F::terminate_payload));
+                CHECK_FALSE(has(fx, F::spawn_payload));
+              }
+            }
+  CHECK(pairs == std::size(all_stages) * std::size(all_payloads) * std::size(all_muxes) * 2 *
+                     std::size(mux_events) * 2);
+}
+
+TEST_CASE("mux: started with the payload, running only once both are up", "[boot][mux]") {
+  MuxDriver d;
+  d.on(K::start).on(K::lockdown_applied);
+  for (std::size_t i = 0; i < gate_count; ++i) d.on(K::gate_done, true, i);
+  d.on(K::service_applied).on(K::privileges_dropped);
+  CHECK(has(d.last, F::spawn_payload));
+  CHECK(has(d.last, F::spawn_mux));
+  d.on(K::payload_spawned);
+  CHECK(std::string(state_name(d.s)) == "degraded");  // the public port has no mux yet
+  d.on(K::mux_spawned);
+  CHECK(std::string(state_name(d.s)) == "running");
+  CHECK(std::string(mux_name(d.s)) == "running");
+}
+
+TEST_CASE("mux: a crash is restarted with backoff, the payload left alone", "[boot][mux]") {
+  MuxDriver d;
+  d.boot();
+  Event crash = mux_ev(K::mux_exited);
+  crash.signal = 9;
+  d.Driver::on(crash);
+  CHECK(d.s.mux == Mux::backoff);
+  CHECK(has(d.last, F::arm_mux_restart));
+  CHECK_FALSE(has(d.last, F::terminate_payload));
+  CHECK(std::string(state_name(d.s)) == "degraded");
+  CHECK(d.status_exit() == 1);
+  d.on(K::mux_restart_due);
+  CHECK(d.last == std::vector<Effect>{Effect{F::spawn_mux}});
+  d.on(K::mux_spawned);
+  CHECK(d.s.mux_restarts == 1);
+  CHECK(d.s.payload == Payload::running);
+  CHECK(d.s.restarts == 0);
+  CHECK(std::string(state_name(d.s)) == "running");
+  // A mux that cannot even start is retried too, never given up.
+  for (int i = 0; i < 20; ++i) {
+    d.on(K::mux_exited).on(K::mux_restart_due).on(K::mux_spawned, false);
+    CHECK(d.s.mux == Mux::backoff);
+    CHECK(d.s.stage == Stage::supervising);
+    d.on(K::mux_restart_due).on(K::mux_spawned);
+  }
+}
+
+TEST_CASE("mux: SIGTERM stops both; the daemon finishes when both are gone", "[boot][mux]") {
+  MuxDriver d;
+  d.boot();
+  d.on(K::stop);
+  CHECK(has(d.last, F::terminate_payload));
+  CHECK(has(d.last, F::terminate_mux));
+  d.on(K::payload_exited);
+  CHECK_FALSE(has(d.last, F::finish));
+  CHECK(d.s.stage == Stage::stopping);
+  d.on(K::mux_grace_expired);
+  CHECK(d.last == std::vector<Effect>{Effect{F::log, "mux: still running after its stop grace period, sending SIGKILL"},
+                                      Effect{F::kill_mux}});
+  d.on(K::mux_exited);
+  CHECK(has(d.last, F::finish));
+  CHECK(d.s.stage == Stage::finished);
+}
+
+TEST_CASE("mux: kept while a given-up payload is quarantined, withdrawn with the service ruleset", "[boot][mux]") {
+  MuxDriver d;
+  d.boot();
+  for (int i = 0; i < 5; ++i) d.on(K::payload_exited).on(K::restart_due).on(K::payload_spawned);
+  d.on(K::payload_exited);
+  REQUIRE(d.s.stage == Stage::quarantined);
+  CHECK(d.s.mux == Mux::running);  // the operator's window onto a quarantined payload
+  CHECK_FALSE(has(d.all, F::terminate_mux));
+
+  MuxDriver lost;
+  lost.boot();
+  lost.on(K::reload_ruleset);  // not pending: ignored
+  Event gone = mux_ev(K::service_applied, false);
+  lost.Driver::on(gone);
+  CHECK(lost.s.stage == Stage::quarantined);
+  CHECK(has(lost.last, F::apply_lockdown));
+  CHECK(has(lost.last, F::terminate_mux));
+  lost.on(K::mux_exited);
+  CHECK(lost.s.mux == Mux::stopped);
+  CHECK_FALSE(has(lost.last, F::arm_mux_restart));
+}
+
+TEST_CASE("mux: a reload that changes [mux] restarts only the mux", "[boot][mux]") {
+  MuxDriver d;
+  d.boot();
+  Event reload = mux_ev(K::reload);
+  reload.mux_changed = true;
+  d.Driver::on(reload);
+  CHECK(has(d.last, F::commit_reload));
+  CHECK(has(d.last, F::terminate_mux));
+  CHECK_FALSE(has(d.last, F::terminate_payload));
+  d.on(K::mux_exited);
+  CHECK(d.last.back() == Effect{F::spawn_mux});  // at once, not after a backoff
+  d.on(K::mux_spawned);
+  CHECK(std::string(state_name(d.s)) == "running");
+}

@@ -28,7 +28,7 @@ constexpr Entry commands[] = {
     {"status", pisec::cli::cmd_status, "pisecd status [--json] [-s SOCKET | -c FILE]"},
     {"logs", pisec::cli::cmd_logs, "pisecd logs [-f] [-n N] [--json] [-s SOCKET | -c FILE]"},
     {"redact", pisec::cli::cmd_redact, "pisecd redact [-c FILE]  (stdin -> stdout, as logs would store it)"},
-    {"mux", pisec::cli::cmd_mux, "pisecd mux [-c FILE] [--listen A:P] [--upstream A:P|unix:PATH] [--token-sha256 HEX] [--daemon-socket PATH] [--max-connections N] [--header-timeout-ms N] [--idle-timeout-ms N] [--max-header-bytes N] [--auth-failure-limit N] [--auth-failure-window-s N]  (the /debug mux; the daemon starts it)"},
+    {"mux", pisec::cli::cmd_mux, "pisecd mux [-c FILE] [--listen A:P] [--upstream A:P] [--token-sha256 HEX] [--KEY VALUE]...  (the /debug mux; the daemon starts it)"},
     {"mux-token", pisec::cli::cmd_mux_token, "pisecd mux-token  (a new bearer token and its [mux] token_sha256 line)"},
 };
 

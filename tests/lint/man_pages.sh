@@ -68,7 +68,7 @@ while IFS= read -r line; do
   # Options (-x, --long) anywhere in the usage line, and action words: the
   # word after the command and words next to a '|' (create|sign|verify,
   # armv6|host). Upper-case words are placeholders.
-  words=$(printf '%s\n' "$rest" | grep -oE '(^|[][ (|])--?[a-zA-Z][a-zA-Z-]*' | sed 's/^[][ (|]//' || true)
+  words=$(printf '%s\n' "$rest" | grep -oE '(^|[][ (|])--?[a-zA-Z][a-zA-Z0-9-]*' | sed 's/^[][ (|]//' || true)
   words+=" $(printf '%s\n' "$rest" | awk '{ print $2 }' | grep -E '^[a-z][a-z0-9-]*$' || true)"
   words+=" $(printf '%s\n' "$rest" | grep -oE '(\| ?[a-z][a-z0-9-]*|[a-z][a-z0-9-]*\|)' | tr -d '| ' || true)"
   for w in $words; do

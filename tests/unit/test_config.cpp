@@ -284,3 +284,29 @@ TEST_CASE("a config file above 1 MiB is refused, one of exactly 1 MiB is read", 
   std::ofstream(path, std::ios::binary) << text << "\n\n";
   CHECK(load_file_within(path, 5000) == path + ": larger than 1048576 bytes");
 }
+
+TEST_CASE("[mux]: addresses only, the firewall's app port, its own uid", "[config][mux]") {
+  const std::string token = "token_sha256 = \"" + std::string(64, 'a') + "\"\n";
+  auto mux = [&](const std::string& lines) { return std::string(minimal) + "[mux]\nenabled = true\n" + token + lines; };
+  // The defaults fit together: listen 0.0.0.0:8080 = firewall.app_port 8080.
+  auto c = load_string(mux(""), "t.toml");
+  CHECK(c.mux.enabled);
+  CHECK(c.mux.uid == 65532);
+  CHECK(c.mux.daemon_socket == "/run/pisecd-mux/status.sock");
+  CHECK(load_string(mux("upstream = \"unix:/run/app/http.sock\"\n"), "t.toml").mux.upstream == "unix:/run/app/http.sock");
+
+  CHECK(only_error(mux("listen = \"0.0.0.0:9090\"\n")).find(
+            "t.toml: mux.listen: port must be firewall.app_port (8080)") != std::string::npos);
+  CHECK(only_error(mux("listen = \"0.0.0.0:80\"\n[firewall]\napp_port = 80\npublic_port = 81\n"))
+            .find("mux.listen: port must be 1024 or above") != std::string::npos);
+  CHECK(only_error(mux("upstream = \"app.local:8081\"\n")).find("mux.upstream:") != std::string::npos);
+  CHECK(only_error(mux("upstream = \"unix:relative.sock\"\n")).find("mux.upstream:") != std::string::npos);
+  CHECK(only_error(mux("uid = 65534\n")).find("mux.uid: must differ from payload.uid (65534)") != std::string::npos);
+  CHECK(only_error(mux("uid = 0\n")).find("mux.uid:") != std::string::npos);
+  CHECK(only_error(mux("max_connections = 0\n")).find("mux.max_connections:") != std::string::npos);
+  CHECK(only_error(mux("header_timeout_ms = 10\n")).find("mux.header_timeout_ms:") != std::string::npos);
+  CHECK(only_error(std::string(minimal) + "[mux]\nenabled = true\n").find("mux.token_sha256: must be set") !=
+        std::string::npos);
+  // Off, the mux's settings are still checked, but need not fit the firewall.
+  CHECK_FALSE(load_string(std::string(minimal) + "[mux]\nlisten = \"0.0.0.0:9090\"\n", "t.toml").mux.enabled);
+}

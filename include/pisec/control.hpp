@@ -11,7 +11,8 @@
 //   <- {"seq":…,"ts_ms":…,"stream":"stdout","line":"…"}   (one per entry, NDJSON)
 //   <- {"end":true}                                       (not sent when following)
 //   -> {"cmd":"metrics"}
-//   <- {"ok":true,"metrics":{"ring_bytes_used":U,"ring_bytes_capacity":C,"lines_dropped":D}}
+//   <- {"ok":true,"metrics":{"ring_bytes_used":U,"ring_bytes_capacity":C,"lines_dropped":D,
+//                             "rules":[{"chain":"input","index":3,"packets":P,"bytes":B},…]}}
 //   errors: {"ok":false,"error":"…"} and the connection is closed.
 // Requests longer than 4 KiB or not sent within 2 s are refused. When all
 // max_clients slots are taken, a new client still gets one: the oldest silent
@@ -123,6 +124,14 @@ class ControlHandler {
   virtual status::Snapshot snapshot() = 0;
   // Must outlive the Server; the server subscribes to it for `logs -f`.
   virtual logs::LogRing& log_ring() = 0;
+  // Packet and byte counts of the firewall's counted rules, for metrics
+  // (none when there is no firewall, or it cannot be read).
+  struct RuleCounter {
+    std::string chain;
+    std::size_t index = 0;
+    std::uint64_t packets = 0, bytes = 0;
+  };
+  virtual std::vector<RuleCounter> rule_counters() { return {}; }
 };
 
 struct ServerOptions {

@@ -189,4 +189,14 @@ TableSnapshot read_kernel_table(const std::string& table);
 // Read back and compare without changing anything (same fields as apply's).
 ApplyResult verify(const Ruleset& rs);
 
+// The packet and byte counts of every rule with a counter in `inet <table>`;
+// index = the rule's position in its chain (as `pisecd firewall render` lists it).
+struct RuleCounter {
+  std::string chain;
+  std::size_t index = 0;
+  std::uint64_t packets = 0;
+  std::uint64_t bytes = 0;
+};
+std::vector<RuleCounter> read_counters(const std::string& table);
+
 }  // namespace pisec::firewall

@@ -97,6 +97,7 @@ struct DaemonMetrics {
   std::uint64_t ring_bytes_used = 0;
   std::uint64_t ring_bytes_limit = 0;
   std::uint64_t lines_dropped = 0;
+  std::vector<control::ControlHandler::RuleCounter> rules;  // the firewall's counted rules
 };
 
 // Prometheus text exposition format 0.0.4: names prefixed pisecd_, base

@@ -37,6 +37,7 @@ class RealControl final : public ControlPort {
       : io_(io), bridge_(host, *logger), logger_(std::move(logger)) {}
   ~RealControl() override { stop(); }
   void start(const config::Config& cfg) override {
+    bridge_.table = cfg.firewall.enabled ? cfg.firewall.table : "";
     server_ = std::make_unique<control::Server>(io_, control::ServerOptions::from_config(cfg.daemon), bridge_);
     if (cfg.mux.enabled) {
       // The mux's read-only channel: status and logs, for its uid alone.
@@ -57,6 +58,17 @@ class RealControl final : public ControlPort {
     Bridge(Host& h, logs::Logger& l) : host(h), logger(l) {}
     status::Snapshot snapshot() override { return host.snapshot(); }
     logs::LogRing& log_ring() override { return logger.ring(); }
+    std::vector<RuleCounter> rule_counters() override {
+      std::vector<RuleCounter> out;
+      if (table.empty()) return out;
+      try {
+        for (const auto& c : firewall::read_counters(table)) out.push_back({c.chain, c.index, c.packets, c.bytes});
+      } catch (const std::exception&) {
+        // Metrics go without them; the status already says how the firewall stands.
+      }
+      return out;
+    }
+    std::string table;  // firewall.table, empty when the firewall is off
     Host& host;
     logs::Logger& logger;
   };

@@ -365,13 +365,17 @@ class Session : public std::enable_shared_from_this<Session> {
       // What the mux's /debug/metrics adds to the status: the log ring's use.
       if (req.size() != 1) return fail("metrics takes no arguments");
       const logs::LogRing& ring = core_->handler->log_ring();
+      nlohmann::ordered_json rules = nlohmann::ordered_json::array();
+      for (const auto& r : core_->handler->rule_counters())
+        rules.push_back({{"chain", r.chain}, {"index", r.index}, {"packets", r.packets}, {"bytes", r.bytes}});
       phase_ = Phase::status;
       queue(nlohmann::ordered_json{{"ok", true},
                                    {"metrics",
                                     {{"ring_bytes_used", ring.bytes_used()},
                                      {"ring_bytes_capacity", ring.capacity()},
-                                     {"lines_dropped", ring.dropped()}}}}
-                .dump() +
+                                     {"lines_dropped", ring.dropped()},
+                                     {"rules", rules}}}}
+                .dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) +
             "\n");
       close_after_write_ = true;
       pump();

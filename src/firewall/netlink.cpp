@@ -9,6 +9,8 @@
 
 #include <libmnl/libmnl.h>
 #include <libnftnl/common.h>
+#include <libnftnl/expr.h>
+#include <libnftnl/rule.h>
 
 #include <cerrno>
 #include <cstring>
@@ -175,6 +177,30 @@ TableSnapshot read_kernel_table(const std::string& table) {
     throw std::runtime_error("kernel rule in unknown chain " + chain);
   });
   return t;
+}
+
+std::vector<RuleCounter> read_counters(const std::string& table) {
+  Socket sock;
+  std::vector<RuleCounter> out;
+  std::map<std::string, std::size_t> position;  // rules seen per chain, in the kernel's order
+  dump(sock, NFT_MSG_GETRULE, table, [&](const nlmsghdr* m) {
+    RulePtr r(nftnl_rule_alloc());
+    if (nftnl_rule_nlmsg_parse(m, r.get()) < 0) throw std::runtime_error("cannot parse a rule from the kernel");
+    const char* t = nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE);
+    if (!t || table != t || nftnl_rule_get_u32(r.get(), NFTNL_RULE_FAMILY) != NFPROTO_INET) return;
+    const std::string chain = nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN);
+    const std::size_t index = position[chain]++;
+    nftnl_expr_iter* it = nftnl_expr_iter_create(r.get());
+    if (!it) throw std::runtime_error("out of memory");
+    for (nftnl_expr* e = nftnl_expr_iter_next(it); e; e = nftnl_expr_iter_next(it)) {
+      if (std::strcmp(nftnl_expr_get_str(e, NFTNL_EXPR_NAME), "counter") != 0) continue;
+      out.push_back({chain, index, nftnl_expr_get_u64(e, NFTNL_EXPR_CTR_PACKETS),
+                     nftnl_expr_get_u64(e, NFTNL_EXPR_CTR_BYTES)});
+      break;
+    }
+    nftnl_expr_iter_destroy(it);
+  });
+  return out;
 }
 
 ApplyResult verify(const Ruleset& rs) {

@@ -68,6 +68,16 @@ std::string render_metrics(const status::Snapshot& s, const DaemonMetrics& d, co
   for (const char* m : {"none", "lockdown", "service"})
     w.sample("pisecd_firewall_mode", label("mode", m), s.firewall.mode == m ? 1 : 0);
 
+  w.family("pisecd_firewall_rule_packets_total", "counter",
+           "Packets matched by each counted firewall rule (chain, index as `pisecd firewall render` lists it).");
+  for (const auto& r : d.rules)
+    w.sample("pisecd_firewall_rule_packets_total", label("chain", r.chain) + "," + label("rule", std::to_string(r.index)),
+             r.packets);
+  w.family("pisecd_firewall_rule_bytes_total", "counter", "Bytes matched by each counted firewall rule.");
+  for (const auto& r : d.rules)
+    w.sample("pisecd_firewall_rule_bytes_total", label("chain", r.chain) + "," + label("rule", std::to_string(r.index)),
+             r.bytes);
+
   w.family("pisecd_payload_state", "gauge", "1 for the payload's current state.");
   for (const char* st : {"stopped", "starting", "running", "backoff", "quarantined"})
     w.sample("pisecd_payload_state", label("state", st), s.payload.state == st ? 1 : 0);

@@ -297,6 +297,9 @@ awaitable<bool> serve_debug(Mux& m, beast::tcp_stream& client, http::request_par
           daemon.ring_bytes_used = d.at("ring_bytes_used").get<std::uint64_t>();
           daemon.ring_bytes_limit = d.at("ring_bytes_capacity").get<std::uint64_t>();
           daemon.lines_dropped = d.at("lines_dropped").get<std::uint64_t>();
+          for (const auto& rule : d.at("rules"))
+            daemon.rules.push_back({rule.at("chain").get<std::string>(), rule.at("index").get<std::size_t>(),
+                                    rule.at("packets").get<std::uint64_t>(), rule.at("bytes").get<std::uint64_t>()});
         } catch (const std::exception&) {
           answered = false;
         }

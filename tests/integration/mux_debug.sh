@@ -113,6 +113,8 @@ wan_curl -H "$AUTH" -D "$T_DIR/h5" -o "$T_DIR/metrics" "$URL/debug/metrics" || f
 check "/debug/metrics is text format 0.0.4" grep -qi '^content-type: text/plain; version=0.0.4' "$T_DIR/h5"
 check "metrics count the 401s" grep -qE '^pisecd_mux_requests_total\{class="debug",code="401"\} [1-9]' "$T_DIR/metrics"
 check "metrics show the payload running" grep -qx 'pisecd_payload_state{state="running"} 1' "$T_DIR/metrics"
+check "metrics carry the counted firewall rules (the per-source limits' drops)" \
+  grep -qE '^pisecd_firewall_rule_packets_total\{chain="input",rule="[0-9]+"\} [0-9]+$' "$T_DIR/metrics"
 if command -v promtool >/dev/null; then
   check "promtool check metrics accepts them" bash -c "promtool check metrics < '$T_DIR/metrics'"
 fi

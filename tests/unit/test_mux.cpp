@@ -104,7 +104,7 @@ TEST_CASE("mux metrics are Prometheus text format 0.0.4 with pisecd_ names", "[m
   s.payload.state = "running";
   s.payload.restarts = 4;
   s.reaped_orphans = 2;
-  DaemonMetrics d{100, 4096, 7};
+  DaemonMetrics d{100, 4096, 7, {{"input", 3, 12, 3400}}};
   Counters c;
   c.requests[{"app", 200}] = 10;
   c.requests[{"debug", 401}] = 3;
@@ -121,6 +121,8 @@ TEST_CASE("mux metrics are Prometheus text format 0.0.4 with pisecd_ names", "[m
   CHECK(text.find("pisecd_mux_requests_total{class=\"debug\",code=\"401\"} 3\n") != std::string::npos);
   CHECK(text.find("pisecd_log_lines_dropped_total 7\n") != std::string::npos);
   CHECK(text.find("pisecd_mux_open_connections 5\n") != std::string::npos);
+  CHECK(text.find("pisecd_firewall_rule_packets_total{chain=\"input\",rule=\"3\"} 12\n") != std::string::npos);
+  CHECK(text.find("pisecd_firewall_rule_bytes_total{chain=\"input\",rule=\"3\"} 3400\n") != std::string::npos);
 
   // Every line is a comment (HELP/TYPE) or a sample of a family declared
   // before it; counters end in _total; every family has HELP and TYPE once.

@@ -9,6 +9,7 @@
 #include <utility>  // before Boost.Asio with GCC 12 and C++20
 
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,6 +35,17 @@ namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+// The backoff jitter's seed. Never blocking: std::random_device waits in
+// getrandom() until the kernel's CRNG is ready, which on a Pi 1B at boot can
+// take a long time, and this runs before the lockdown ruleset is applied.
+// Jitter only spreads restarts; it needs no secret.
+std::uint64_t jitter_seed() {
+  std::uint64_t seed = 0;
+  if (::getrandom(&seed, sizeof seed, GRND_NONBLOCK) == static_cast<ssize_t>(sizeof seed)) return seed;
+  const auto t = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  return t ^ (static_cast<std::uint64_t>(::getpid()) << 32);
+}
 
 Event make(Event::Kind kind, bool ok = false, std::string detail = {}) {
   Event e;
@@ -61,7 +73,7 @@ class Daemon : public Host {
         mux_grace_timer_(io_),
         probe_tracker_(cfg_.watchdog.probe_failures),
         ports_(make_ports(io_, *this, cfg_)),
-        rng_(std::random_device{}()) {
+        rng_(jitter_seed()) {
     signals_.add(SIGCHLD);  // the constructor takes at most three
     for (auto* name : gate_names) snapshot_.gates.push_back({name, "pending", "", 0});
     snapshot_.version = std::string(build::version) + " (" + build::git_revision + ")";
@@ -506,7 +518,7 @@ class Daemon : public Host {
   static constexpr std::chrono::milliseconds mux_stop_grace{2000};
   supervisor::ProbeTracker probe_tracker_;
   Ports ports_;
-  std::mt19937 rng_;
+  std::mt19937_64 rng_;
 
   status::Snapshot snapshot_;
   Clock::time_point started_, payload_started_, gate_started_, mux_started_;

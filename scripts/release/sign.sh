@@ -3,7 +3,7 @@
 #
 #   scripts/release/sign.sh -s SECKEY -r ROOT [-m MANIFEST] PATH...
 #
-# PATHs are relative to ROOT (the card's file tree). Writes ROOT/pisec-release
+# PATHs are relative to ROOT (the card's file tree), listed in byte order. Writes ROOT/pisec-release
 # (the signed release time, listed first), the manifest (default
 # ROOT/pisec/MANIFEST) and its signature MANIFEST.sig. Deterministic: the
 # release time is SOURCE_DATE_EPOCH (default: the time of the last git commit)
@@ -34,8 +34,11 @@ if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
 fi
 export SOURCE_DATE_EPOCH
 
+# Byte order, so the same set of files gives the same manifest whatever the
+# order they were named in (pisecd refuses names with line breaks).
+mapfile -t paths < <(printf '%s\n' "$@" | LC_ALL=C sort -u)
 mkdir -p "$(dirname "$manifest")"
-"$pisecd" manifest create -o "$manifest" --root "$root" -- "$@" >/dev/null
+"$pisecd" manifest create -o "$manifest" --root "$root" -- "${paths[@]}" >/dev/null
 "$pisecd" manifest sign -s "$seckey" -m "$manifest"
 # Same mtime on everything this step wrote, so packing the tree is reproducible.
 touch -h -d "@$SOURCE_DATE_EPOCH" "$root/pisec-release" "$manifest" "$manifest.sig"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command: set up, build both presets, run every test.
-#   - unit tests natively, and the ARMv6 unit-test binary under qemu-arm-static -cpu arm1176
+#   - unit tests natively, and the ARMv6 unit-test binaries under qemu-arm-static -cpu arm1176
 #   - the armv6 pisecd booted from a test SD card on an emulated Pi 1 (scripts/emulate.sh)
 #   - integration tests (root, throwaway network namespaces) when run as root
 set -euo pipefail
@@ -31,8 +31,13 @@ if [ "$(id -u)" -eq 0 ]; then
   # as nobody, but for the [root] ones that run a client as another uid.
   # ctest itself cannot log into the root-owned build tree then.
   echo "== host unit tests as uid 65534 (setpriv) =="
-  unit=$PWD/build/host/tests/pisec_unit_tests
-  (cd /tmp && setpriv --reuid=65534 --regid=65534 --clear-groups "$unit" --order rand --warn NoAssertions '~[root]')
+  # One binary per module (tests/CMakeLists.txt); each must pass on its own.
+  units=("$PWD"/build/host/tests/unit_*)
+  [ -x "${units[0]}" ] || { echo "no unit test binaries in build/host/tests" >&2; exit 1; }
+  for unit in "${units[@]}"; do
+    echo "-- ${unit##*/}"
+    (cd /tmp && setpriv --reuid=65534 --regid=65534 --clear-groups "$unit" --order rand --warn NoAssertions '~[root]')
+  done
 fi
 
 echo "== host tests (unit + integration) =="

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "pisec/config.hpp"
 #include "pisec/supervisor.hpp"
 
 namespace pisec::boot {
@@ -152,3 +153,12 @@ const char* to_string(Event::Kind);
 const char* to_string(Effect::Kind);
 
 }  // namespace pisec::boot
+
+namespace pisec::daemon {
+
+// `pisecd run`: lockdown → gates → service ruleset → sandboxed payload under
+// the watchdog, with the control socket answering throughout. Runs in the
+// foreground until SIGTERM/SIGINT; returns the process exit code.
+int run(config::Config cfg);
+
+}  // namespace pisec::daemon

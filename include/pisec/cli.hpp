@@ -30,12 +30,12 @@ void reject_unknown_options(const Args& args);
 
 int cmd_version(const Args& args);
 int cmd_check_config(const Args& args);
-int cmd_run(const Args& args);  // src/supervisor/cli.cpp
+int cmd_run(const Args& args);  // src/cli/run.cpp
 int cmd_init(const Args& args);
 int cmd_sandbox_run(const Args& args);
-int cmd_clock_check(const Args& args);  // src/clock/cli.cpp
-int cmd_keygen(const Args& args);    // src/crypto/cli.cpp
-int cmd_manifest(const Args& args);  // src/crypto/cli.cpp
+int cmd_clock_check(const Args& args);  // src/cli/clock.cpp
+int cmd_keygen(const Args& args);    // src/cli/manifest.cpp
+int cmd_manifest(const Args& args);  // src/cli/manifest.cpp
 int cmd_elfcheck(const Args& args);
 int cmd_firewall(const Args& args);
 int cmd_entropy_check(const Args& args);

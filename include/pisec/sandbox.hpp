@@ -187,7 +187,13 @@ int exit_status_for(int wait_status);
 // a dropped write (full pipe) loses nothing.
 long parse_init_report(std::string_view bytes);
 
-// Runs `pisecd init [--grace-ms N] [--report-fd FD] -- CMD...`; returns the exit status.
-int run_init(const std::vector<std::string>& args);
+// `pisecd init [--grace-ms N] [--report-fd FD] -- CMD...`, its options parsed
+// (src/cli/sandbox.cpp): runs command as the init's child; returns the exit status.
+struct InitOptions {
+  long grace_ms = 1000;  // leftovers get SIGKILL this long after the command exits
+  int report_fd = -1;    // where "reaped N" lines go, or -1
+  std::vector<std::string> command;
+};
+int run_init(const InitOptions& options);
 
 }  // namespace pisec::sandbox

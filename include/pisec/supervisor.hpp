@@ -7,8 +7,10 @@
 #include <deque>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "pisec/config.hpp"
+#include "pisec/util.hpp"
 
 namespace boost::asio {
 class io_context;
@@ -92,5 +94,54 @@ ProbeTarget parse_probe(const std::string& url);
 // its thread. The daemon keeps the schedule and the verdict (ProbeTracker).
 void probe_once(boost::asio::io_context& io, const ProbeTarget& target, std::chrono::milliseconds timeout,
                 std::function<void(bool ok, const std::string& why)> done);
+
+// ---- hardware watchdog --------------------------------------------------
+// Thin adapter over a Linux watchdog device (/dev/watchdog). The supervisor
+// pets it only while its own loop is healthy; an orderly stop magic-closes it.
+class HardwareWatchdog {
+ public:
+  HardwareWatchdog() = default;
+  ~HardwareWatchdog();
+  HardwareWatchdog(const HardwareWatchdog&) = delete;
+  HardwareWatchdog& operator=(const HardwareWatchdog&) = delete;
+
+  // Opens the device and sets its timeout; returns the timeout the driver
+  // accepted (it may round), or throws std::system_error naming the device.
+  int open(const std::string& device, int timeout_s);
+  void pet();
+  // Writes the magic 'V' so the driver stops the timer, then closes.
+  void magic_close();
+  bool is_open() const { return static_cast<bool>(fd_); }
+
+ private:
+  util::UniqueFd fd_;
+  std::string device_;
+};
+
+// ---- privileges --------------------------------------------------------
+// What the daemon keeps of root once set-up is done, and dropping the rest.
+// Capabilities the running supervisor still needs after the gates:
+//   NET_ADMIN   re-apply the ruleset on SIGHUP or fall back to lockdown
+//   SETUID, SETGID  become the payload's user before exec'ing bwrap
+//   KILL        signal the payload, which runs under another uid
+//   CHOWN, FOWNER   recreate the control socket for an admin group
+//   SETPCAP     drop further from the bounding set
+// Everything else (SYS_ADMIN, SYS_TIME, SYS_MODULE, DAC_OVERRIDE, ...) is
+// dropped from the bounding, permitted, effective and inheritable sets.
+// Drops every other capability and sets no_new_privs. Returns a short
+// description for the log, or throws std::runtime_error naming the step.
+// Capabilities the running supervisor still needs after the gates:
+//   NET_ADMIN   re-apply the ruleset on SIGHUP or fall back to lockdown
+//   SETUID, SETGID  become the payload's user before exec'ing bwrap
+//   KILL        signal the payload, which runs under another uid
+//   CHOWN, FOWNER   recreate the control socket for an admin group
+//   SETPCAP     drop further from the bounding set
+// Everything else (SYS_ADMIN, SYS_TIME, SYS_MODULE, DAC_OVERRIDE, ...) is
+// dropped from the bounding, permitted, effective and inheritable sets.
+std::vector<std::string> kept_capabilities();
+
+// Drops every other capability and sets no_new_privs. Returns a short
+// description for the log, or throws std::runtime_error naming the step.
+std::string drop_privileges();
 
 }  // namespace pisec::supervisor

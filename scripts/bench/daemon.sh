@@ -64,9 +64,9 @@ ip netns exec "$NS" tini -s -- sleep $((SECS + 10)) &
 tpid=$!
 sleep 1
 tini_pid=$(pgrep -n -x tini)
-before=$(ctxsw $tini_pid); sleep "$SECS"; after=$(ctxsw $tini_pid)
-tini_wakeups=$((after - before)); tini_rss=$(rss_kb $tini_pid)
-kill -TERM $tini_pid 2>/dev/null; wait $tpid 2>/dev/null || true
+before=$(ctxsw "$tini_pid"); sleep "$SECS"; after=$(ctxsw "$tini_pid")
+tini_wakeups=$((after - before)); tini_rss=$(rss_kb "$tini_pid")
+kill -TERM "$tini_pid" 2>/dev/null; wait "$tpid" 2>/dev/null || true
 
 echo "idle wakeups over ${SECS} s: pisecd $pisecd_wakeups, tini $tini_wakeups"
 echo "idle RSS: pisecd ${pisecd_rss} KiB (dynamic host build), tini ${tini_rss} KiB"

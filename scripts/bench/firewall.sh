@@ -32,14 +32,14 @@ TOML
   "$PISECD" firewall render -c "$TMP/pisecd.toml"
 } >"$TMP/ruleset.nft"
 
-pisecd_cmd="$PISECD firewall apply -c $TMP/pisecd.toml"
-nft_cmd="nft -f $TMP/ruleset.nft"
-ip netns exec "$NS" $pisecd_cmd >/dev/null
-ip netns exec "$NS" $nft_cmd
+pisecd_cmd=("$PISECD" firewall apply -c "$TMP/pisecd.toml")
+nft_cmd=(nft -f "$TMP/ruleset.nft")
+ip netns exec "$NS" "${pisecd_cmd[@]}" >/dev/null
+ip netns exec "$NS" "${nft_cmd[@]}"
 
 if command -v hyperfine >/dev/null; then
   ip netns exec "$NS" hyperfine -N --warmup 3 --runs "$RUNS" --export-csv "$TMP/times.csv" \
-    -n "pisecd firewall apply" "$pisecd_cmd" -n "nft -f (rendered)" "$nft_cmd" >/dev/null
+    -n "pisecd firewall apply" "${pisecd_cmd[*]}" -n "nft -f (rendered)" "${nft_cmd[*]}" >/dev/null
   mean_pisecd=$(awk -F, 'NR==2 {print $2 * 1000}' "$TMP/times.csv")
   mean_nft=$(awk -F, 'NR==3 {print $2 * 1000}' "$TMP/times.csv")
 else
@@ -50,8 +50,8 @@ else
     end=$(date +%s%N)
     awk -v d=$((end - start)) -v n="$RUNS" 'BEGIN {print d / n / 1e6}'
   }
-  mean_pisecd=$(time_loop $pisecd_cmd)
-  mean_nft=$(time_loop $nft_cmd)
+  mean_pisecd=$(time_loop "${pisecd_cmd[@]}")
+  mean_nft=$(time_loop "${nft_cmd[@]}")
 fi
 rules=$(ip netns exec "$NS" nft list table inet pisec | grep -cE '^\s+(ct|ip|icmp|tcp|udp|meta|iif|oif)')
 printf 'firewall apply, service ruleset (%d rules), %d runs each:\n' "$rules" "$RUNS"

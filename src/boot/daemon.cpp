@@ -1,7 +1,8 @@
 // The daemon's event loop: one Boost.Asio loop that turns signals, timers,
 // child exits and gate completions into events for the state machine
 // (pisec/boot.hpp) and carries out the effects it answers with, through the
-// ports in wiring.hpp. No decision about what happens next is taken here.
+// ports in ports.hpp. No decision about what happens next is taken here, and
+// nothing here touches a firewall, a gate, a process or a device directly.
 //
 // With no probe and no hardware watchdog configured the loop makes no
 // wakeups at all while the payload runs.
@@ -20,22 +21,17 @@
 
 #include "pisec/boot.hpp"
 #include "pisec/config.hpp"
-#include "pisec/daemon.hpp"
+#include "pisec/control.hpp"
 #include "pisec/gates.hpp"
-#include "pisec/hw_watchdog.hpp"
-#include "pisec/privileges.hpp"
-#include "pisec/status.hpp"
 #include "pisec/supervisor.hpp"
 #include "pisec/util.hpp"
 #include "pisec/version.hpp"
-#include "wiring.hpp"
+#include "ports.hpp"
 
-namespace pisec::daemon {
+namespace pisec::boot {
 
 namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
-using boot::Effect;
-using boot::Event;
 
 namespace {
 
@@ -49,11 +45,11 @@ Event make(Event::Kind kind, bool ok = false, std::string detail = {}) {
 
 }  // namespace
 
-class Daemon : public Wiring::Host {
+class Daemon : public Host {
  public:
-  explicit Daemon(config::Config cfg)
+  Daemon(config::Config cfg, const MakePorts& make_ports)
       : cfg_(std::move(cfg)),
-        state_(boot::plan_from(cfg_)),
+        state_(plan_from(cfg_)),
         signals_(io_, SIGTERM, SIGINT, SIGHUP),
         restart_timer_(io_),
         grace_timer_(io_),
@@ -62,10 +58,10 @@ class Daemon : public Wiring::Host {
         healthy_timer_(io_),
         hw_timer_(io_),
         probe_tracker_(cfg_.watchdog.probe_failures),
-        wiring_(io_, *this, cfg_),
+        ports_(make_ports(io_, *this, cfg_)),
         rng_(std::random_device{}()) {
     signals_.add(SIGCHLD);  // the constructor takes at most three
-    for (auto* name : boot::gate_names) snapshot_.gates.push_back({name, "pending", "", 0});
+    for (auto* name : gate_names) snapshot_.gates.push_back({name, "pending", "", 0});
     snapshot_.version = std::string(build::version) + " (" + build::git_revision + ")";
   }
 
@@ -76,7 +72,7 @@ class Daemon : public Wiring::Host {
       event("warning: PR_SET_CHILD_SUBREAPER failed; orphans go to init");
     wait_for_signal();
     try {
-      wiring_.start_control(cfg_);
+      ports_.control->start(cfg_);
     } catch (const std::exception& e) {
       std::cerr << "pisecd: control socket: " << e.what() << '\n';
       return 1;
@@ -87,16 +83,16 @@ class Daemon : public Wiring::Host {
     return 0;
   }
 
-  // --- Wiring::Host: what the control socket and the modules see ---------
+  // --- Host: what the control socket and the other ports see -------------
   status::Snapshot snapshot() const override {
     status::Snapshot s = snapshot_;
     s.uptime_ms = ms_since(started_);
     s.payload.pid = pid_;
-    s.reaped_orphans += wiring_.orphans_reaped_in_sandboxes();
+    s.reaped_orphans += ports_.spawner->orphans_reaped_inside();
     return s;
   }
 
-  void event(const std::string& line) override { wiring_.daemon_log(line); }
+  void event(const std::string& line) override { ports_.control->log(line); }
 
   void payload_exited(int code, int signal) override {
     pid_ = 0;
@@ -131,7 +127,7 @@ class Daemon : public Wiring::Host {
     while (!queue_.empty()) {
       Event next = std::move(queue_.front());
       queue_.pop_front();
-      auto t = boot::transition(std::move(state_), next);
+      auto t = transition(std::move(state_), next);
       state_ = std::move(t.next);
       for (const auto& fx : t.effects) carry_out(fx);
       publish();
@@ -140,8 +136,8 @@ class Daemon : public Wiring::Host {
   }
 
   void publish() {
-    snapshot_.state = boot::state_name(state_);
-    snapshot_.payload.state = boot::payload_name(state_);
+    snapshot_.state = state_name(state_);
+    snapshot_.payload.state = payload_name(state_);
     snapshot_.payload.restarts = state_.restarts;
   }
 
@@ -152,13 +148,13 @@ class Daemon : public Wiring::Host {
       case K::apply_lockdown: return apply_lockdown();
       case K::run_gate: return run_gate(fx.index);
       case K::skip_gate: return skip_gate(fx.index);
-      case K::gate_continued: return wiring_.gate_failed_continue(cfg_, fx.index);
+      case K::gate_continued: return ports_.gates->failed_continue(cfg_, fx.index);
       case K::cancel_gate: return cancel_gate();
       case K::apply_service: return apply_service(cfg_, Event::Kind::service_applied);
       case K::drop_privileges: return drop_privileges();
       case K::spawn_payload: return spawn_payload();
       case K::terminate_payload: return terminate_payload();
-      case K::kill_payload: return wiring_.signal_payload(SIGKILL);
+      case K::kill_payload: return ports_.spawner->signal(SIGKILL);
       case K::arm_restart: return arm(restart_timer_, restart_token_, fx.delay_ms, Event::Kind::restart_due);
       case K::cancel_restart: return disarm(restart_timer_, restart_token_);
       case K::arm_healthy: return arm(healthy_timer_, healthy_token_, fx.delay_ms, Event::Kind::healthy_due);
@@ -190,13 +186,13 @@ class Daemon : public Wiring::Host {
 
   // --- firewall ------------------------------------------------------------
   void apply_lockdown() {
-    auto r = wiring_.apply_firewall(cfg_, Wiring::Mode::lockdown);
+    auto r = ports_.firewall->apply(cfg_, FirewallPort::Mode::lockdown);
     record_firewall(r, "lockdown");
     post(make(Event::Kind::lockdown_applied, r.ok, r.error));
   }
 
   void apply_service(const config::Config& cfg, Event::Kind answer) {
-    auto r = wiring_.apply_firewall(cfg, Wiring::Mode::service);
+    auto r = ports_.firewall->apply(cfg, FirewallPort::Mode::service);
     if (r.ok && r.verified) {
       record_firewall(r, "service");
       return post(make(answer, true));
@@ -209,7 +205,7 @@ class Daemon : public Wiring::Host {
     post(std::move(e));
   }
 
-  void record_firewall(const Wiring::FirewallResult& r, const char* mode) {
+  void record_firewall(const FirewallPort::Result& r, const char* mode) {
     if (r.ok) {
       snapshot_.firewall = {mode, r.verified, r.digest};
       event(std::string("firewall: ") + mode + " ruleset applied" + (r.verified ? " and verified" : "") +
@@ -222,11 +218,11 @@ class Daemon : public Wiring::Host {
   // --- gates ---------------------------------------------------------------
   void run_gate(std::size_t i) {
     auto& st = snapshot_.gates[i];
-    gate_ = wiring_.make_gate(cfg_, i);
+    gate_ = ports_.gates->make(cfg_, i);
     st.status = "running";
     gate_started_ = Clock::now();
     const std::uint64_t token = ++gate_token_;
-    const int timeout_s = boot::gate_common(cfg_, i).timeout_s;
+    const int timeout_s = gate_common(cfg_, i).timeout_s;
     gate_timer_.expires_after(std::chrono::seconds(timeout_s));
     gate_timer_.async_wait([this, token, i, timeout_s](boost::system::error_code ec) {
       if (ec || token != gate_token_) return;
@@ -248,7 +244,7 @@ class Daemon : public Wiring::Host {
     st.duration_ms = ms_since(gate_started_);
     st.status = o.passed ? "passed" : "failed";
     st.detail = o.detail;
-    const bool quarantines = boot::gate_common(cfg_, i).on_failure == config::OnFailure::quarantine;
+    const bool quarantines = gate_common(cfg_, i).on_failure == config::OnFailure::quarantine;
     console_gate(st, o.passed ? "ok" : (quarantines ? "!!" : "warn"));
     Event e = make(Event::Kind::gate_done, o.passed, o.detail);
     e.index = i;
@@ -279,7 +275,7 @@ class Daemon : public Wiring::Host {
 
   void drop_privileges() {
     try {
-      event(supervisor::drop_privileges());
+      event(ports_.privileges->drop());
       post(make(Event::Kind::privileges_dropped, true));
     } catch (const std::exception& e) {
       post(make(Event::Kind::privileges_dropped, false, e.what()));
@@ -290,7 +286,7 @@ class Daemon : public Wiring::Host {
   void spawn_payload() {
     payload_started_ = Clock::now();
     try {
-      pid_ = wiring_.spawn_payload(cfg_);
+      pid_ = ports_.spawner->spawn(cfg_);
     } catch (const std::exception& e) {
       pid_ = 0;
       snapshot_.payload.last_exit = {127, 0, now_ms()};
@@ -303,7 +299,7 @@ class Daemon : public Wiring::Host {
   // SIGTERM inside the sandbox, SIGKILL when the grace period is over.
   void terminate_payload() {
     if (pid_ == 0) return;
-    wiring_.signal_payload(SIGTERM);
+    ports_.spawner->signal(SIGTERM);
     grace_timer_.expires_after(std::chrono::milliseconds(cfg_.payload.stop_grace_ms));
     // Bound to this run: the next run must never get this run's SIGKILL.
     grace_timer_.async_wait([this, run = pid_](boost::system::error_code ec) {
@@ -325,8 +321,8 @@ class Daemon : public Wiring::Host {
   }
 
   void run_probe(const supervisor::ProbeTarget& target, std::uint64_t token) {
-    supervisor::probe_once(io_, target, std::chrono::milliseconds(cfg_.watchdog.probe_timeout_ms),
-                           [this, token](bool ok, const std::string& why) { probe_done(token, ok, why); });
+    ports_.prober->probe(io_, target, std::chrono::milliseconds(cfg_.watchdog.probe_timeout_ms),
+                         [this, token](bool ok, const std::string& why) { probe_done(token, ok, why); });
   }
 
   void probe_done(std::uint64_t token, bool ok, const std::string& why) {
@@ -345,7 +341,7 @@ class Daemon : public Wiring::Host {
   void start_hardware_watchdog() {
     if (cfg_.watchdog.hardware_device.empty()) return;
     try {
-      int t = hw_.open(cfg_.watchdog.hardware_device, cfg_.watchdog.hardware_timeout_s);
+      int t = ports_.watchdog->open(cfg_.watchdog.hardware_device, cfg_.watchdog.hardware_timeout_s);
       hw_interval_ms_ = std::max(500, t * 1000 / 2);  // pet at half the timeout
       event("hardware watchdog " + cfg_.watchdog.hardware_device + ": timeout " + std::to_string(t) + " s");
       pet_hardware_watchdog();
@@ -356,7 +352,7 @@ class Daemon : public Wiring::Host {
 
   void pet_hardware_watchdog() {
     // Petting from a loop timer means: if the loop stalls, the board reboots.
-    hw_.pet();
+    ports_.watchdog->pet();
     hw_timer_.expires_after(std::chrono::milliseconds(hw_interval_ms_));
     hw_timer_.async_wait([this](boost::system::error_code ec) {
       if (!ec) pet_hardware_watchdog();
@@ -384,7 +380,7 @@ class Daemon : public Wiring::Host {
       pid_t p = ::waitpid(-1, &st, WNOHANG);
       if (p <= 0) break;
       if (p == pid_) {
-        wiring_.payload_reaped(st);  // wiring reports the payload's own exit status
+        ports_.spawner->reaped(st);  // the spawner reports the payload's own exit status
       } else {
         ++snapshot_.reaped_orphans;
       }
@@ -406,9 +402,9 @@ class Daemon : public Wiring::Host {
     next.logs = cfg_.logs;
     pending_ = std::move(next);
     Event e = timed(make(Event::Kind::reload, true));
-    e.firewall_changed = Wiring::firewall_text(cfg_) != Wiring::firewall_text(pending_);
+    e.firewall_changed = ports_.firewall->text(cfg_) != ports_.firewall->text(pending_);
     e.payload_changed = cfg_.payload != pending_.payload;
-    e.next_plan = boot::plan_from(pending_);
+    e.next_plan = plan_from(pending_);
     post(std::move(e));
   }
 
@@ -430,23 +426,22 @@ class Daemon : public Wiring::Host {
     signals_.cancel();
     for (auto* t : {&restart_timer_, &grace_timer_, &gate_timer_, &probe_timer_, &healthy_timer_, &hw_timer_})
       t->cancel();
-    if (hw_.is_open()) hw_.magic_close();
+    if (ports_.watchdog->is_open()) ports_.watchdog->magic_close();
     reap();
-    wiring_.stop();
+    ports_.control->stop();
     io_.stop();
   }
 
   asio::io_context io_;
   config::Config cfg_;
   config::Config pending_;  // a reload's configuration while its ruleset is tried
-  boot::State state_;
+  State state_;
   std::deque<Event> queue_;
   bool dispatching_ = false;
   asio::signal_set signals_;
   asio::steady_timer restart_timer_, grace_timer_, gate_timer_, probe_timer_, healthy_timer_, hw_timer_;
   supervisor::ProbeTracker probe_tracker_;
-  supervisor::HardwareWatchdog hw_;
-  Wiring wiring_;
+  Ports ports_;
   std::mt19937 rng_;
 
   status::Snapshot snapshot_;
@@ -458,9 +453,9 @@ class Daemon : public Wiring::Host {
   bool finished_ = false;
 };
 
-int run(config::Config cfg) {
-  Daemon d(std::move(cfg));
+int run_daemon(config::Config cfg, const MakePorts& make_ports) {
+  Daemon d(std::move(cfg), make_ports);
   return d.run();
 }
 
-}  // namespace pisec::daemon
+}  // namespace pisec::boot

@@ -1,7 +1,7 @@
-// Connects the daemon's state machine to the modules that do the work.
+// The real ports (ports.hpp): the one place where the daemon's loop meets the
+// modules that do the work — firewall, gates, sandbox, supervisor, logs and
+// the control socket. The loop decides; this file only connects.
 #include <utility>  // before Boost.Asio with GCC 12 and C++20
-
-#include "wiring.hpp"
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -10,110 +10,160 @@
 #include <boost/asio.hpp>
 #include <optional>
 
-#include "pisec/clock.hpp"
+#include "pisec/boot.hpp"
 #include "pisec/control.hpp"
-#include "pisec/crypto.hpp"
-#include "pisec/elf.hpp"
-#include "pisec/entropy.hpp"
 #include "pisec/firewall.hpp"
-#include "pisec/integrity.hpp"
+#include "pisec/formats.hpp"
+#include "pisec/gates/arch.hpp"
+#include "pisec/gates/clock.hpp"
+#include "pisec/gates/entropy.hpp"
+#include "pisec/gates/integrity.hpp"
 #include "pisec/logs.hpp"
+#include "pisec/sandbox.hpp"
+#include "pisec/supervisor.hpp"
+#include "ports.hpp"
 
-namespace pisec::daemon {
+namespace pisec::boot {
+namespace {
 
 namespace asio = boost::asio;
 
-struct Wiring::ControlBridge : control::ControlHandler {
-  Wiring& w;
-  explicit ControlBridge(Wiring& wiring) : w(wiring) {}
-  status::Snapshot snapshot() override { return w.host_.snapshot(); }
-  logs::LogRing& log_ring() override { return w.logger_->ring(); }
+// ---- control socket and log ring ------------------------------------------------
+class RealControl final : public ControlPort {
+ public:
+  RealControl(asio::io_context& io, Host& host, std::shared_ptr<logs::Logger> logger)
+      : io_(io), bridge_(host, *logger), logger_(std::move(logger)) {}
+  ~RealControl() override { stop(); }
+  void start(const config::Config& cfg) override {
+    server_ = std::make_unique<control::Server>(io_, control::ServerOptions::from_config(cfg.daemon), bridge_);
+  }
+  void log(const std::string& line) override { logger_->daemon_line(line); }
+  void stop() override {
+    if (server_) server_->stop();
+  }
+
+ private:
+  struct Bridge : control::ControlHandler {
+    Bridge(Host& h, logs::Logger& l) : host(h), logger(l) {}
+    status::Snapshot snapshot() override { return host.snapshot(); }
+    logs::LogRing& log_ring() override { return logger.ring(); }
+    Host& host;
+    logs::Logger& logger;
+  };
+  asio::io_context& io_;
+  Bridge bridge_;
+  std::shared_ptr<logs::Logger> logger_;
+  std::unique_ptr<control::Server> server_;
 };
 
-Wiring::Wiring(asio::io_context& io, Host& host, const config::Config& cfg)
-    : io_(io), host_(host), logger_(std::make_unique<logs::Logger>(cfg.logs)) {}
-
-Wiring::~Wiring() { stop(); }
-
-void Wiring::start_control(const config::Config& cfg) {
-  bridge_ = std::make_unique<ControlBridge>(*this);
-  control_ = std::make_unique<control::Server>(io_, control::ServerOptions::from_config(cfg.daemon), *bridge_);
-}
-
-void Wiring::daemon_log(const std::string& line) { logger_->daemon_line(line); }
-
-void Wiring::stop() {
-  if (control_) control_->stop();
-}
-
 // ---- firewall -------------------------------------------------------------------
-Wiring::FirewallResult Wiring::apply_firewall(const config::Config& cfg, Mode mode) {
-  FirewallResult out;
-  try {
-    auto rs = mode == Mode::lockdown ? firewall::build_lockdown_ruleset(cfg.firewall)
-                                     : firewall::build_service_ruleset(cfg.firewall, cfg.payload.uid);
-    auto r = firewall::apply(rs);
-    out.ok = r.applied;
-    out.verified = r.verified;
-    out.digest = r.digest;
-    out.error = r.error;
-    for (const auto& d : r.differences) out.error += (out.error.empty() ? "" : "; ") + d;
-  } catch (const std::exception& e) {
-    out.ok = false;
-    out.error = e.what();
+class RealFirewall final : public FirewallPort {
+ public:
+  Result apply(const config::Config& cfg, Mode mode) override {
+    Result out;
+    try {
+      auto rs = mode == Mode::lockdown ? firewall::build_lockdown_ruleset(cfg.firewall)
+                                       : firewall::build_service_ruleset(cfg.firewall, cfg.payload.uid);
+      auto r = firewall::apply(rs);
+      out.ok = r.applied;
+      out.verified = r.verified;
+      out.digest = r.digest;
+      out.error = r.error;
+      for (const auto& d : r.differences) out.error += (out.error.empty() ? "" : "; ") + d;
+    } catch (const std::exception& e) {
+      out.ok = false;
+      out.error = e.what();
+    }
+    return out;
   }
-  return out;
-}
 
-std::string Wiring::firewall_text(const config::Config& cfg) {
-  try {
-    return firewall::render_nft(firewall::build_service_ruleset(cfg.firewall, cfg.payload.uid));
-  } catch (const std::exception& e) {
-    return std::string("invalid: ") + e.what();
+  std::string text(const config::Config& cfg) override {
+    try {
+      return firewall::render_nft(firewall::build_service_ruleset(cfg.firewall, cfg.payload.uid));
+    } catch (const std::exception& e) {
+      return std::string("invalid: ") + e.what();
+    }
   }
-}
+};
 
 // ---- gates --------------------------------------------------------------------
-std::unique_ptr<gates::Gate> Wiring::make_gate(const config::Config& cfg, std::size_t index) {
-  switch (index) {
-    case 0:
-      return entropy::make_entropy_gate(cfg.gates.entropy);
-    case 1: {
-      // The signed release time is one more floor for the clock, but only once
-      // the signature and the stamp's hash check out: unsigned bytes could push
-      // the floor into the future and lock the device out.
-      std::int64_t manifest_floor = 0;
-      const auto& ig = cfg.gates.integrity;
-      if (ig.enabled && !ig.manifest.empty()) {
-        try {
-          manifest_floor =
-              crypto::signed_release_time(ig.manifest, ig.signature, ig.public_key, ig.root).value_or(0);
-        } catch (const std::exception& e) {
-          host_.event(std::string("clock: manifest time not used as a floor: ") + e.what());
-        }
-      }
-      clock_result_ = std::make_shared<clock::GateResult>();
-      return clock::make_clock_gate(cfg.gates.clock, manifest_floor, clock::system_clock(), clock_result_);
-    }
-    case 2:
-      return gates::make_integrity_gate(cfg.gates.integrity);
-    default:
-      return elf::make_arch_gate(cfg.gates.arch, cfg.payload, cfg.gates.integrity);
-  }
-}
+class RealGates final : public GatesPort {
+ public:
+  explicit RealGates(Host& host) : host_(host) {}
 
-void Wiring::gate_failed_continue(const config::Config& cfg, std::size_t index) {
-  if (index != 1 || !cfg.gates.clock.set_clock || !clock_result_) return;
-  try {
-    if (clock::raise_clock_to_floor(clock::system_clock(), clock_result_->floor.unix_s))
-      host_.event("clock: raised to the floor (" + clock_result_->floor.source + ")");
-  } catch (const std::exception& e) {
-    host_.event(std::string("clock: cannot raise to the floor: ") + e.what());
+  std::unique_ptr<gates::Gate> make(const config::Config& cfg, std::size_t index) override {
+    switch (index) {
+      case 0:
+        return entropy::make_entropy_gate(cfg.gates.entropy);
+      case 1: {
+        // The signed release time is one more floor for the clock, but only once
+        // the signature and the stamp's hash check out: unsigned bytes could push
+        // the floor into the future and lock the device out.
+        std::int64_t manifest_floor = 0;
+        const auto& ig = cfg.gates.integrity;
+        if (ig.enabled && !ig.manifest.empty()) {
+          try {
+            manifest_floor =
+                crypto::signed_release_time(ig.manifest, ig.signature, ig.public_key, ig.root).value_or(0);
+          } catch (const std::exception& e) {
+            host_.event(std::string("clock: manifest time not used as a floor: ") + e.what());
+          }
+        }
+        clock_result_ = std::make_shared<clock::GateResult>();
+        return clock::make_clock_gate(cfg.gates.clock, manifest_floor, clock::system_clock(), clock_result_);
+      }
+      case 2:
+        return gates::make_integrity_gate(cfg.gates.integrity);
+      default:
+        return elf::make_arch_gate(cfg.gates.arch, cfg.payload, cfg.gates.integrity);
+    }
   }
-}
+
+  void failed_continue(const config::Config& cfg, std::size_t index) override {
+    if (index != 1 || !cfg.gates.clock.set_clock || !clock_result_) return;
+    try {
+      if (clock::raise_clock_to_floor(clock::system_clock(), clock_result_->floor.unix_s))
+        host_.event("clock: raised to the floor (" + clock_result_->floor.source + ")");
+    } catch (const std::exception& e) {
+      host_.event(std::string("clock: cannot raise to the floor: ") + e.what());
+    }
+  }
+
+ private:
+  Host& host_;
+  std::shared_ptr<clock::GateResult> clock_result_;
+};
 
 // ---- payload ------------------------------------------------------------------
-struct Wiring::PayloadRun {
+class RealSpawner final : public SpawnerPort {
+ public:
+  RealSpawner(asio::io_context& io, Host& host, std::shared_ptr<logs::Logger> logger)
+      : io_(io), host_(host), logger_(std::move(logger)) {}
+
+  pid_t spawn(const config::Config& cfg) override;
+  void signal(int sig) override;
+  void reaped(int wait_status) override;
+  std::int64_t orphans_reaped_inside() const override;
+
+ private:
+  struct PayloadRun;
+  enum class Output { out, err };
+
+  void read_output(const std::shared_ptr<PayloadRun>& run, Output which);
+  void read_status(const std::shared_ptr<PayloadRun>& run);
+  void read_report(const std::shared_ptr<PayloadRun>& run);
+  static void feed_report(PayloadRun& run, std::string_view bytes);
+  void status_events(PayloadRun& run, const std::vector<sandbox::StatusEvent>& events);
+  void drain(PayloadRun& run);
+
+  asio::io_context& io_;
+  Host& host_;
+  std::shared_ptr<logs::Logger> logger_;
+  std::shared_ptr<PayloadRun> payload_;
+  std::int64_t reaped_in_finished_ = 0;
+};
+
+struct RealSpawner::PayloadRun {
   sandbox::Spawned spawned;
   std::unique_ptr<asio::posix::stream_descriptor> out, err, status, report;
   sandbox::StatusFdParser parser;
@@ -123,7 +173,11 @@ struct Wiring::PayloadRun {
   std::array<char, 4096> out_buf{}, err_buf{}, status_buf{}, report_buf{};
 };
 
-pid_t Wiring::spawn_payload(const config::Config& cfg) {
+std::int64_t RealSpawner::orphans_reaped_inside() const {
+  return reaped_in_finished_ + (payload_ ? payload_->reaped_inside : 0);
+}
+
+pid_t RealSpawner::spawn(const config::Config& cfg) {
   if (auto missing = sandbox::check_user_namespaces(); !missing.empty())
     throw std::runtime_error("the sandbox needs unprivileged user namespaces: " + missing);
   auto run = std::make_shared<PayloadRun>();
@@ -144,7 +198,7 @@ pid_t Wiring::spawn_payload(const config::Config& cfg) {
   return run->spawned.pid;
 }
 
-void Wiring::read_output(const std::shared_ptr<PayloadRun>& run, Output which) {
+void RealSpawner::read_output(const std::shared_ptr<PayloadRun>& run, Output which) {
   auto& d = which == Output::out ? run->out : run->err;
   auto& buf = which == Output::out ? run->out_buf : run->err_buf;
   const auto stream = which == Output::out ? logs::Stream::payload_stdout : logs::Stream::payload_stderr;
@@ -156,7 +210,7 @@ void Wiring::read_output(const std::shared_ptr<PayloadRun>& run, Output which) {
   });
 }
 
-void Wiring::read_status(const std::shared_ptr<PayloadRun>& run) {
+void RealSpawner::read_status(const std::shared_ptr<PayloadRun>& run) {
   run->status->async_read_some(asio::buffer(run->status_buf), [this, run](boost::system::error_code ec, std::size_t n) {
     if (ec == asio::error::operation_aborted) return;
     try {
@@ -169,7 +223,7 @@ void Wiring::read_status(const std::shared_ptr<PayloadRun>& run) {
   });
 }
 
-void Wiring::status_events(PayloadRun& run, const std::vector<sandbox::StatusEvent>& events) {
+void RealSpawner::status_events(PayloadRun& run, const std::vector<sandbox::StatusEvent>& events) {
   for (const auto& e : events) {
     if (e.kind == sandbox::StatusEvent::Kind::child_pid) {
       if (!sandbox::adopt_sandbox_init(run.spawned, static_cast<pid_t>(e.value)))
@@ -180,7 +234,7 @@ void Wiring::status_events(PayloadRun& run, const std::vector<sandbox::StatusEve
   }
 }
 
-void Wiring::read_report(const std::shared_ptr<PayloadRun>& run) {
+void RealSpawner::read_report(const std::shared_ptr<PayloadRun>& run) {
   run->report->async_read_some(asio::buffer(run->report_buf), [this, run](boost::system::error_code ec, std::size_t n) {
     if (n > 0) feed_report(*run, std::string_view(run->report_buf.data(), n));
     if (!ec) read_report(run);
@@ -189,7 +243,7 @@ void Wiring::read_report(const std::shared_ptr<PayloadRun>& run) {
 
 // Only whole lines count: "reaped 2000" read as "reaped 20" + "00" would
 // otherwise leave the total at the previous line's value.
-void Wiring::feed_report(PayloadRun& run, std::string_view bytes) {
+void RealSpawner::feed_report(PayloadRun& run, std::string_view bytes) {
   run.report_partial.append(bytes);
   auto end = run.report_partial.rfind('\n');
   if (end == std::string::npos) {
@@ -201,11 +255,7 @@ void Wiring::feed_report(PayloadRun& run, std::string_view bytes) {
   run.report_partial.erase(0, end + 1);
 }
 
-std::int64_t Wiring::orphans_reaped_in_sandboxes() const {
-  return reaped_in_finished_ + (payload_ ? payload_->reaped_inside : 0);
-}
-
-void Wiring::signal_payload(int sig) {
+void RealSpawner::signal(int sig) {
   if (!payload_) return;
   if (!sandbox::signal_payload(payload_->spawned, sig) && sig != SIGKILL) {
     // The init is not adopted yet (bwrap still setting up): a SIGTERM would be
@@ -214,7 +264,7 @@ void Wiring::signal_payload(int sig) {
   }
 }
 
-void Wiring::payload_reaped(int wait_status) {
+void RealSpawner::reaped(int wait_status) {
   auto run = payload_;
   if (!run) return;
   drain(*run);
@@ -230,7 +280,7 @@ void Wiring::payload_reaped(int wait_status) {
 
 // bwrap is gone: everything it and the payload wrote is buffered in the pipes.
 // Read it synchronously (non-blocking fds) so no line and no record is lost.
-void Wiring::drain(PayloadRun& run) {
+void RealSpawner::drain(PayloadRun& run) {
   std::array<char, 4096> buf{};
   auto drain_one = [&buf](asio::posix::stream_descriptor& d, auto&& consume) {
     for (;;) {
@@ -255,5 +305,50 @@ void Wiring::drain(PayloadRun& run) {
     drain_one(*run.report, [&run](std::string_view b) { feed_report(run, b); });
   }
 }
+
+// ---- supervisor: hardware watchdog, probe, privileges -------------------------------
+class RealHardwareWatchdog final : public HardwareWatchdogPort {
+ public:
+  int open(const std::string& device, int timeout_s) override { return hw_.open(device, timeout_s); }
+  void pet() override { hw_.pet(); }
+  void magic_close() override { hw_.magic_close(); }
+  bool is_open() const override { return hw_.is_open(); }
+
+ private:
+  supervisor::HardwareWatchdog hw_;
+};
+
+class RealProber final : public ProberPort {
+ public:
+  void probe(asio::io_context& io, const supervisor::ProbeTarget& target, std::chrono::milliseconds timeout,
+             Done done) override {
+    supervisor::probe_once(io, target, timeout, std::move(done));
+  }
+};
+
+class RealPrivileges final : public PrivilegesPort {
+ public:
+  std::string drop() override { return supervisor::drop_privileges(); }
+};
+
+Ports real_ports(asio::io_context& io, Host& host, const config::Config& cfg) {
+  auto logger = std::make_shared<logs::Logger>(cfg.logs);  // the control socket reads what the payload writes
+  Ports p;
+  p.control = std::make_unique<RealControl>(io, host, logger);
+  p.firewall = std::make_unique<RealFirewall>();
+  p.gates = std::make_unique<RealGates>(host);
+  p.spawner = std::make_unique<RealSpawner>(io, host, logger);
+  p.watchdog = std::make_unique<RealHardwareWatchdog>();
+  p.prober = std::make_unique<RealProber>();
+  p.privileges = std::make_unique<RealPrivileges>();
+  return p;
+}
+
+}  // namespace
+}  // namespace pisec::boot
+
+namespace pisec::daemon {
+
+int run(config::Config cfg) { return boot::run_daemon(std::move(cfg), boot::real_ports); }
 
 }  // namespace pisec::daemon

@@ -1,4 +1,4 @@
-#include "pisec/status.hpp"
+#include "pisec/control.hpp"
 
 #include "pisec/util.hpp"
 

@@ -16,8 +16,8 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <stdexcept>
 
-#include "pisec/cli.hpp"
 #include "pisec/sandbox.hpp"
 
 namespace pisec::sandbox {
@@ -104,33 +104,21 @@ long parse_init_report(std::string_view bytes) {
   return best;
 }
 
-int run_init(const std::vector<std::string>& in) {
-  cli::Args args = in;
-  long grace_ms = 1000;
-  if (auto g = cli::take_option(args, {"--grace-ms"})) {
-    try {
-      grace_ms = std::stol(*g);
-    } catch (const std::exception&) {
-      throw cli::UsageError("--grace-ms needs a number of milliseconds, got \"" + *g + "\"");
-    }
-  }
+int run_init(const InitOptions& options) {
   OrphanReport report;
-  if (auto r = cli::take_option(args, {"--report-fd"})) {
-    try {
-      report.fd = std::stoi(*r);
-    } catch (const std::exception&) {
-      throw cli::UsageError("--report-fd needs a descriptor number, got \"" + *r + "\"");
-    }
+  report.fd = options.report_fd;
+  if (report.fd >= 0) {
     // The command must not inherit it (it could forge counts), and a full
     // pipe must never block the init.
     if (fcntl(report.fd, F_SETFD, FD_CLOEXEC) != 0 ||
         fcntl(report.fd, F_SETFL, fcntl(report.fd, F_GETFL) | O_NONBLOCK) != 0)
       report.fd = -1;
   }
-  if (args.empty() || args.front() != "--" || args.size() < 2)
-    throw cli::UsageError("expected -- CMD...");
+  const long grace_ms = options.grace_ms;
+  std::vector<std::string> args = options.command;
+  if (args.empty()) throw std::invalid_argument("no command to run");
   std::vector<char*> argv;
-  for (std::size_t i = 1; i < args.size(); ++i) argv.push_back(args[i].data());
+  for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
 
   const bool pid1 = getpid() == 1;

@@ -1,4 +1,4 @@
-#include "pisec/hw_watchdog.hpp"
+#include "pisec/supervisor.hpp"
 
 #include <fcntl.h>
 #include <linux/watchdog.h>

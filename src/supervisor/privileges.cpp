@@ -1,4 +1,4 @@
-#include "pisec/privileges.hpp"
+#include "pisec/supervisor.hpp"
 
 #include <sys/capability.h>
 #include <sys/prctl.h>

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <span>
 
-#include "pisec/elf.hpp"
+#include "pisec/formats.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::span<const std::uint8_t> bytes(data, size);

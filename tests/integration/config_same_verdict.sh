@@ -12,7 +12,8 @@ ro_binds = $BINDS
 uid = $UID_A
 gid = $UID_A"
 
-# config FIREWALL_LINES [PAYLOAD_LINES] [TABLES] — the good config plus a change.
+# config [FIREWALL_LINES] [PAYLOAD_LINES] [TABLES] — the good config plus a change.
+# shellcheck disable=SC2120  # every argument is optional: "config" alone is the good config
 config() {
   write_config "$PAYLOAD
 ${2:-}" "[firewall]
@@ -30,6 +31,11 @@ start_daemon
 wait_for 10 '.payload.state == "running"' || fail "payload did not start"
 pid_before=$(jget .payload.pid)
 
+# names_file_and_line MESSAGE FILE: MESSAGE starts with "FILE:LINE: ".
+names_file_and_line() { [[ $1 == "$2":[0-9]*:\ * ]]; }
+# has_line LINE TEXT: TEXT has LINE as one whole line.
+has_line() { grep -qxF -- "$1" <<<"$2"; }
+
 # try_bad NAME COMMAND... — COMMAND writes the bad config; then all three
 # paths must refuse it with check-config's first line.
 try_bad() {
@@ -40,14 +46,13 @@ try_bad() {
   cc_msg=$(printf '%s\n' "$cc_out" | head -n1)
   echo "$name: check-config (exit $rc): $cc_msg"
   check "$name: check-config refuses it" test "$rc" != 0
-  check "$name: check-config names file and line" \
-    bash -c '[[ "$1" == "$2":[0-9]*:\ * ]]' _ "$cc_msg" "$T_DIR/pisecd.toml"
+  check "$name: check-config names file and line" names_file_and_line "$cc_msg" "$T_DIR/pisecd.toml"
 
   rc=0
   run_out=$(timeout 20 ip netns exec "$T_NS" "$PISECD" run -c "$T_DIR/pisecd.toml" 2>&1) || rc=$?
   echo "$name: pisecd run (exit $rc): $(printf '%s\n' "$run_out" | head -n1)"
   check "$name: pisecd run refuses to start (exit != 0)" test "$rc" != 0 -a "$rc" != 124
-  check "$name: pisecd run says the same" bash -c 'grep -qxF -- "$1" <<< "$2"' _ "$cc_msg" "$run_out"
+  check "$name: pisecd run says the same" has_line "$cc_msg" "$run_out"
 
   local want="reload rejected, keeping the running configuration: $cc_msg" seen=no
   kill -HUP "$T_DAEMON_PID"

@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh.inc"
 UID_A=41008
 BINDS='["/usr", "/lib", "/lib64", "/bin", "/etc"]'
 # no_bytes FILE PRINTF-ESCAPES: FILE does not contain these raw bytes.
-no_bytes() { ! LC_ALL=C grep -q "$(printf "$2")" "$1"; }
+no_bytes() { ! LC_ALL=C grep -q "$(printf '%b' "$2")" "$1"; }
 ascii_only() { [ -s "$1" ] && ! LC_ALL=C grep -q '[^ -~]' "$1"; }
 
 # --- a signature file whose algorithm bytes are 0xFF 0xFF: the gate detail quotes them

@@ -49,7 +49,7 @@ check "exit 0 exactly when daemon and payload are running" \
 "$PISECD" logs -s "$T_SOCK" -n 200 > "$T_DIR/logs.txt"
 delays=$(grep -o 'restarting in [0-9]* ms' "$T_DIR/logs.txt" | awk '{print $3}' | tr '\n' ' ')
 echo "restart delays (ms): $delays"
-check "four restart delays logged" test "$(echo $delays | wc -w)" = 4
+check "four restart delays logged" test "$(wc -w <<<"$delays")" = 4
 check "delays never shrink and the last is larger than the first" \
   bash -c "set -- $delays; prev=0; for d; do [ \$d -ge \$prev ] || exit 1; prev=\$d; done; [ \$4 -gt \$1 ]"
 check "quarantine is logged with the burst" grep -q '5 exits within 60 s (burst 5): quarantined' "$T_DIR/logs.txt"

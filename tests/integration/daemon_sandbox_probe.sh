@@ -18,7 +18,7 @@ restart = \"never\""
 start_daemon
 wait_for 10 '.payload.state == "stopped" and .payload.last_exit.at_ms > 0' || fail "probe did not finish"
 "$PISECD" logs -s "$T_SOCK" -n 100 | sed -n 's/^[^ ]* stdout: //p' > "$T_DIR/probe.txt"
-cat "$T_DIR/probe.txt" | sed 's/^/  /'
+sed 's/^/  /' "$T_DIR/probe.txt"
 has() { grep -qx "$1" "$T_DIR/probe.txt"; }
 check "uid is the payload's, not root" has "uid $UID_A"
 check "CapEff is 0" has "CapEff 0000000000000000"

@@ -34,13 +34,13 @@ read -r _ sent _ got < <(in_wan "$PROBE" ping 10.99.0.2 3 600)
 pass "ping works ($got/$sent at 600 ms intervals)"
 # 40 pings at 10 ms: 0.4 s at 2/s with a burst of 5 allows at most ~7.
 read -r _ sent _ got < <(in_wan "$PROBE" ping 10.99.0.2 40 10)
-[ "$got" -ge 1 ] && [ "$got" -le 10 ] || fail "ping flood: $got of $sent answered, expected 1-10 (rate 2/s)"
+(( got >= 1 && got <= 10 )) || fail "ping flood: $got of $sent answered, expected 1-10 (rate 2/s)"
 pass "ping is rate-limited ($got/$sent answered in a flood)"
 
 # --- 2. per-source new-connection rate ----------------------------------------
 sleep 1.2  # let the limiter refill after the tests above
 read -r _ okA _ failA < <(in_wan "$PROBE" connect -s 10.99.0.1 10.99.0.2 80 40 800)
-[ "$okA" -ge 1 ] && [ "$okA" -le 12 ] || fail "rate limit: 40 simultaneous connections from 10.99.0.1, $okA got through (rate 5/s burst 5)"
+(( okA >= 1 && okA <= 12 )) || fail "rate limit: 40 simultaneous connections from 10.99.0.1, $okA got through (rate 5/s burst 5)"
 pass "fast client 10.99.0.1: $okA of 40 connections accepted, $failA dropped"
 read -r _ okB _ _ < <(in_wan "$PROBE" connect -s 10.99.0.3 10.99.0.2 80 3 1500)
 [ "$okB" -eq 3 ] || fail "second client 10.99.0.3 was not served while 10.99.0.1 was limited ($okB/3)"
@@ -53,7 +53,7 @@ pass "rate-limit drops counted ($dropped packets)"
 write_config "$CFG" 'new_conn_rate = 1000' 'new_conn_burst = 1000' 'max_conn_per_source = 3'
 in_dev "$PISECD" firewall apply -c "$CFG" >/dev/null || fail "apply (connection cap) failed"
 read -r _ okA _ _ < <(in_wan "$PROBE" connect --hold -s 10.99.0.1 10.99.0.2 80 10 800)
-[ "$okA" -ge 1 ] && [ "$okA" -le 4 ] || fail "connection cap 3: $okA of 10 held connections from one source got through"
+(( okA >= 1 && okA <= 4 )) || fail "connection cap 3: $okA of 10 held connections from one source got through"
 pass "connection cap: $okA of 10 concurrent connections from 10.99.0.1"
 read -r _ okB _ _ < <(in_wan "$PROBE" connect -s 10.99.0.3 10.99.0.2 80 2 1500)
 [ "$okB" -eq 2 ] || fail "second client not served under the connection cap ($okB/2)"

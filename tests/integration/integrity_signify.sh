@@ -29,7 +29,7 @@ expect_verify_failure() {
 flip() {
   local byte
   byte=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
-  printf "$(printf '\\%03o' $((byte ^ 1)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+  printf '%b' "$(printf '\\%03o' $((byte ^ 1)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
 }
 
 mkdir -p root/boot root/payload
@@ -121,7 +121,7 @@ rm root/sub
 pass "root/sub -> /etc: create and verify refuse sub/hostname, naming the link"
 
 # The forgery OpenSSL alone accepts: public key = identity, R = identity, S = 0.
-b64() { printf "$1" | base64 -w0; }
+b64() { printf '%b' "$1" | base64 -w0; }
 zeros31=$(printf '\\x00%.0s' $(seq 31))
 printf 'untrusted comment: identity\n%s\n' "$(b64 "Ed\\x01\\x02\\x03\\x04\\x05\\x06\\x07\\x08\\x01$zeros31")" >id.pub
 printf 'untrusted comment: forged\n%s\n' "$(b64 "Ed\\x01\\x02\\x03\\x04\\x05\\x06\\x07\\x08\\x01$zeros31$zeros31\\x00")" >id.sig

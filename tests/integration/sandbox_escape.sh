@@ -29,7 +29,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-[[ -n ${KEEP_WORK:-} ]] && trap "ip netns del $NS" EXIT
+[[ -n ${KEEP_WORK:-} ]] && trap 'ip netns del "$NS"' EXIT
 ip netns add "$NS"
 # Not a function for background runs: $! must be the pisecd itself.
 in_ns() { ip netns exec "$NS" "$@"; }
@@ -65,7 +65,7 @@ EOF
 }
 
 payload_procs() {  # processes of the test uid running one of our fixtures / init
-  ps -u "$TUID" -o pid=,stat=,comm= 2>/dev/null | grep -E "$1" || true
+  ps -u "$TUID" -o pid=,stat=,comm= 2>/dev/null | awk -v re="$1" '$3 ~ re' || true
 }
 
 # --- 1. escape probe -----------------------------------------------------------

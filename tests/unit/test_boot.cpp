@@ -5,7 +5,7 @@
 #include <algorithm>
 
 #include "pisec/boot.hpp"
-#include "pisec/status.hpp"
+#include "pisec/control.hpp"
 
 using namespace pisec::boot;
 using K = Event::Kind;

@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "pisec/crypto.hpp"
+#include "pisec/formats.hpp"
 #include "pisec/util.hpp"
 
 namespace c = pisec::crypto;

@@ -18,7 +18,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "child.hpp"
-#include "pisec/elf.hpp"
+#include "pisec/gates/arch.hpp"
 
 using namespace pisec;
 using elf::Status;

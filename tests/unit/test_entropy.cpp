@@ -19,7 +19,7 @@
 #include <system_error>
 #include <thread>
 
-#include "pisec/entropy.hpp"
+#include "pisec/gates/entropy.hpp"
 
 namespace fs = std::filesystem;
 using namespace pisec::entropy;

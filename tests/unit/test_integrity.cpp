@@ -10,8 +10,8 @@
 
 #include <boost/asio/io_context.hpp>
 
-#include "pisec/crypto.hpp"
-#include "pisec/integrity.hpp"
+#include "pisec/formats.hpp"
+#include "pisec/gates/integrity.hpp"
 
 namespace c = pisec::crypto;
 namespace fs = std::filesystem;

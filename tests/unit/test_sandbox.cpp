@@ -284,7 +284,7 @@ TEST_CASE("init forwards SIGTERM and exits with the child's status (not PID 1)",
   pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
-    int rc = sandbox::run_init({"--grace-ms", "200", "--", "/bin/sh", "-c", "kill -TERM $PPID; sleep 5"});
+    int rc = sandbox::run_init({200, -1, {"/bin/sh", "-c", "kill -TERM $PPID; sleep 5"}});
     _exit(rc);
   }
   int status = 0;

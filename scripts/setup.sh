@@ -24,6 +24,7 @@ HOST_PACKAGES=(
   busybox                                            # Alpine's sha256sum -c, for the manifest cross-check
   shellcheck                                         # lint.shellcheck: every shell script
   scdoc man-db groff-base bsdextrautils              # man pages: build (scdoc), render check (man, groff, col)
+  qemu-system-arm mtools fdisk dosfstools cpio       # the emulated Pi 1: SD card image (mtools, sfdisk), initramfs, raspi1ap
   libseccomp-dev libcap-dev libnftnl-dev libmnl-dev libboost1.74-dev libssl-dev
   libc-ares-dev libre2-dev catch2 libtomlplusplus-dev nlohmann-json3-dev
 )

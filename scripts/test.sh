@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: set up, build both presets, run every test.
 #   - unit tests natively, and the ARMv6 unit-test binaries under qemu-arm-static -cpu arm1176
+#   - the armv6 pisecd booted from a test SD card on an emulated Pi 1 (scripts/emulate.sh)
 #   - integration tests (root, throwaway network namespaces) when run as root
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,9 @@ build/host/pisecd elfcheck "$bin"
 
 echo "== ARMv6 unit tests under qemu-arm-static -cpu arm1176 =="
 ctest --test-dir build/armv6 --output-on-failure -L unit
+
+echo "== the whole stack on an emulated Pi 1 (qemu-system-arm -M raspi1ap): scripts/emulate.sh =="
+scripts/emulate.sh
 
 if [ "$(id -u)" -eq 0 ]; then
   # "No root needed" must hold: the unit tests (what ctest's unit label runs)

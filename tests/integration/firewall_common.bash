@@ -17,6 +17,11 @@ PIDS=()
 
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  # Also what start_bg started in a subshell ($(start_bg ...) cannot add to
+  # PIDS): anything left in the namespaces would outlive their names.
+  for ns in "$WAN" "$DEV"; do
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+  done
   ip netns del "$WAN" 2>/dev/null || true
   ip netns del "$DEV" 2>/dev/null || true
   rm -rf "$TMP"

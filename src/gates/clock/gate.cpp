@@ -109,9 +109,20 @@ class Run : public std::enable_shared_from_this<Run> {
     });
   }
 
+  // Retried until the gate's deadline, never taken as an answer: pisecd starts
+  // before networking, and DHCP may be slower than the gates before this one.
+  void retry_later(std::size_t i, std::string why, void (Run::*step)(std::size_t)) {
+    Server& s = *servers_[i];
+    s.last_refusal = std::move(why);
+    s.timer.expires_after(std::chrono::milliseconds(config_.request_timeout_ms));
+    s.timer.async_wait([self = shared_from_this(), i, step](boost::system::error_code e) {
+      if (!e && !self->concluded_ && !self->servers_[i]->finished) ((*self).*step)(i);
+    });
+  }
+
   void on_resolved(std::size_t i, std::vector<std::string> addresses, std::string error) {
     if (concluded_ || servers_[i]->finished) return;
-    if (!error.empty()) return finish(i, error);
+    if (!error.empty()) return retry_later(i, error, &Run::begin);
     Server& s = *servers_[i];
     s.resolved = true;
     boost::system::error_code ec;
@@ -141,7 +152,11 @@ class Run : public std::enable_shared_from_this<Run> {
     s.sent.push_back(sent);
     boost::system::error_code ec;
     s.socket.send_to(asio::buffer(request), s.endpoint, 0, ec);  // UDP: returns at once
-    if (ec) return finish(i, "send failed: " + ec.message());
+    if (ec) {  // e.g. no route yet: nothing was asked, so no attempt is used up
+      s.sent.pop_back();
+      --s.attempts;
+      return retry_later(i, "send failed: " + ec.message(), &Run::send_attempt);
+    }
     s.timer.expires_after(std::chrono::milliseconds(config_.request_timeout_ms));
     s.timer.async_wait([self = shared_from_this(), i](boost::system::error_code e) {
       if (!e && !self->concluded_ && !self->servers_[i]->finished) self->send_attempt(i);
@@ -226,9 +241,9 @@ class Run : public std::enable_shared_from_this<Run> {
     for (auto& s : servers_) {
       if (!s->finished) {
         s->result.server = s->name;
-        s->result.refusal = !s->resolved              ? "timeout resolving " + s->parsed.host
-                            : s->last_refusal.empty() ? "timeout"
-                                                      : s->last_refusal + " (then timeout)";
+        s->result.refusal = s->last_refusal.empty()
+                                ? (s->resolved ? "timeout" : "timeout resolving " + s->parsed.host)
+                                : s->last_refusal + " (then timeout)";
       }
       if (s->resolved)
         s->result.address = s->endpoint.address().to_string() + ":" + std::to_string(s->endpoint.port());

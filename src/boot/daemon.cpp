@@ -64,13 +64,13 @@ class Daemon : public Host {
         state_(plan_from(cfg_)),
         signals_(io_, SIGTERM, SIGINT, SIGHUP),
         restart_timer_(io_),
-        grace_timer_(io_),
         gate_timer_(io_),
         probe_timer_(io_),
         healthy_timer_(io_),
         hw_timer_(io_),
         mux_restart_timer_(io_),
-        mux_grace_timer_(io_),
+        payload_(io_, "payload", Event::Kind::payload_spawned, Event::Kind::grace_expired, Event::Kind::payload_exited),
+        mux_(io_, "mux", Event::Kind::mux_spawned, Event::Kind::mux_grace_expired, Event::Kind::mux_exited),
         probe_tracker_(cfg_.watchdog.probe_failures),
         ports_(make_ports(io_, *this, cfg_)),
         rng_(jitter_seed()) {
@@ -101,26 +101,17 @@ class Daemon : public Host {
   status::Snapshot snapshot() const override {
     status::Snapshot s = snapshot_;
     s.uptime_ms = ms_since(started_);
-    s.payload.pid = pid_;
+    s.payload.pid = payload_.pid;
     s.reaped_orphans += ports_.spawner->orphans_reaped_inside();
     if (ports_.mux) s.reaped_orphans += ports_.mux->orphans_reaped_inside();
-    s.mux.pid = mux_pid_;
+    s.mux.pid = mux_.pid;
     return s;
   }
 
   void event(const std::string& line) override { ports_.control->log(line); }
 
-  void payload_exited(int code, int signal) override {
-    pid_ = 0;
-    snapshot_.payload.last_exit = {code, signal, now_ms()};
-    post(timed(make(Event::Kind::payload_exited), code, signal));
-  }
-
-  void mux_exited(int code, int signal) override {
-    mux_pid_ = 0;
-    snapshot_.mux.last_exit = {code, signal, now_ms()};
-    post(mux_timed(make(Event::Kind::mux_exited), code, signal));
-  }
+  void payload_exited(int code, int signal) override { exited(payload_, snapshot_.payload.last_exit, code, signal); }
+  void mux_exited(int code, int signal) override { exited(mux_, snapshot_.mux.last_exit, code, signal); }
 
  private:
   static std::int64_t ms_since(Clock::time_point t) {
@@ -129,20 +120,27 @@ class Daemon : public Host {
   std::int64_t now_ms() const { return ms_since(started_); }
   double jitter() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
-  // What the restart policy needs to know about "now" and the current run.
-  Event timed(Event e, int code = 0, int signal = 0) {
+  // One sandboxed process under the machine: the payload, or the mux.
+  struct Child {
+    Child(asio::io_context& io, const char* n, Event::Kind on_spawn, Event::Kind on_grace, Event::Kind on_exit)
+        : name(n), spawned(on_spawn), grace_over(on_grace), exited(on_exit), grace(io) {}
+    const char* name;
+    Event::Kind spawned, grace_over, exited;
+    pid_t pid = 0;
+    Clock::time_point started;
+    asio::steady_timer grace;  // SIGKILL after SIGTERM, bound to one run
+  };
+
+  // What the restart policy needs to know about "now" and the child's current run.
+  Event timed(const Child& c, Event e, int code = 0, int signal = 0) {
     e.code = code;
     e.signal = signal;
     e.now_ms = now_ms();
-    e.uptime_ms = ms_since(payload_started_);
+    e.uptime_ms = ms_since(c.started);
     e.jitter = jitter();
     return e;
   }
-  Event mux_timed(Event e, int code = 0, int signal = 0) {
-    e = timed(std::move(e), code, signal);
-    e.uptime_ms = ms_since(mux_started_);
-    return e;
-  }
+  Event timed(Event e) { return timed(payload_, std::move(e)); }
 
   // --- the machine -------------------------------------------------------
   // Effects may produce events at once (the firewall answers synchronously);
@@ -182,8 +180,9 @@ class Daemon : public Host {
       case K::cancel_gate: return cancel_gate();
       case K::apply_service: return apply_service(cfg_, Event::Kind::service_applied);
       case K::drop_privileges: return drop_privileges();
-      case K::spawn_payload: return spawn_payload();
-      case K::terminate_payload: return terminate_payload();
+      case K::spawn_payload: return spawn(payload_, *ports_.spawner, snapshot_.payload.last_exit);
+      case K::terminate_payload:
+        return terminate(payload_, *ports_.spawner, std::chrono::milliseconds(cfg_.payload.stop_grace_ms));
       case K::kill_payload: return ports_.spawner->signal(SIGKILL);
       case K::arm_restart: return arm(restart_timer_, restart_token_, fx.delay_ms, Event::Kind::restart_due);
       case K::cancel_restart: return disarm(restart_timer_, restart_token_);
@@ -197,8 +196,8 @@ class Daemon : public Host {
       case K::commit_reload: return commit_reload();
       case K::reload_rejected: return reload_rejected(fx.text);
       case K::finish: return finish();
-      case K::spawn_mux: return spawn_mux();
-      case K::terminate_mux: return terminate_mux();
+      case K::spawn_mux: return spawn(mux_, *ports_.mux, snapshot_.mux.last_exit);
+      case K::terminate_mux: return terminate(mux_, *ports_.mux, mux_stop_grace);
       case K::kill_mux: return ports_.mux->signal(SIGKILL);
       case K::arm_mux_restart:
         return arm(mux_restart_timer_, mux_restart_token_, fx.delay_ms, Event::Kind::mux_restart_due);
@@ -318,54 +317,36 @@ class Daemon : public Host {
     }
   }
 
-  // --- payload -------------------------------------------------------------
-  void spawn_payload() {
-    payload_started_ = Clock::now();
+  // --- the payload and the mux -----------------------------------------------
+  void spawn(Child& c, SpawnerPort& port, status::LastExit& last_exit) {
+    c.started = Clock::now();
     try {
-      pid_ = ports_.spawner->spawn(cfg_);
+      c.pid = port.spawn(cfg_);
     } catch (const std::exception& e) {
-      pid_ = 0;
-      snapshot_.payload.last_exit = {127, 0, now_ms()};
-      return post(timed(make(Event::Kind::payload_spawned, false, e.what())));
+      c.pid = 0;
+      last_exit = {127, 0, now_ms()};
+      return post(timed(c, make(c.spawned, false, e.what())));
     }
-    event("payload: started, pid " + std::to_string(pid_));
-    post(make(Event::Kind::payload_spawned, true));
+    event(std::string(c.name) + ": started, pid " + std::to_string(c.pid));
+    post(make(c.spawned, true));
   }
 
-  // SIGTERM inside the sandbox, SIGKILL when the grace period is over.
-  void terminate_payload() {
-    if (pid_ == 0) return;
-    ports_.spawner->signal(SIGTERM);
-    grace_timer_.expires_after(std::chrono::milliseconds(cfg_.payload.stop_grace_ms));
+  // SIGTERM (inside the sandbox), SIGKILL when the grace period is over.
+  void terminate(Child& c, SpawnerPort& port, std::chrono::milliseconds grace) {
+    if (c.pid == 0) return;
+    port.signal(SIGTERM);
+    c.grace.expires_after(grace);
     // Bound to this run: the next run must never get this run's SIGKILL.
-    grace_timer_.async_wait([this, run = pid_](boost::system::error_code ec) {
-      if (ec || pid_ == 0 || pid_ != run) return;
-      post(make(Event::Kind::grace_expired));
+    c.grace.async_wait([this, &c, run = c.pid](boost::system::error_code ec) {
+      if (ec || c.pid == 0 || c.pid != run) return;
+      post(make(c.grace_over));
     });
   }
 
-  // --- the mux -------------------------------------------------------------
-  void spawn_mux() {
-    mux_started_ = Clock::now();
-    try {
-      mux_pid_ = ports_.mux->spawn(cfg_);
-    } catch (const std::exception& e) {
-      mux_pid_ = 0;
-      snapshot_.mux.last_exit = {127, 0, now_ms()};
-      return post(mux_timed(make(Event::Kind::mux_spawned, false, e.what())));
-    }
-    event("mux: started, pid " + std::to_string(mux_pid_));
-    post(make(Event::Kind::mux_spawned, true));
-  }
-
-  void terminate_mux() {
-    if (mux_pid_ == 0) return;
-    ports_.mux->signal(SIGTERM);
-    mux_grace_timer_.expires_after(mux_stop_grace);
-    mux_grace_timer_.async_wait([this, run = mux_pid_](boost::system::error_code ec) {
-      if (ec || mux_pid_ == 0 || mux_pid_ != run) return;
-      post(make(Event::Kind::mux_grace_expired));
-    });
+  void exited(Child& c, status::LastExit& last_exit, int code, int signal) {
+    c.pid = 0;
+    last_exit = {code, signal, now_ms()};
+    post(timed(c, make(c.exited), code, signal));
   }
 
   // --- liveness probe ------------------------------------------------------
@@ -375,7 +356,7 @@ class Daemon : public Host {
     const auto token = ++probe_token_;
     probe_timer_.expires_after(std::chrono::milliseconds(cfg_.watchdog.probe_interval_ms));
     probe_timer_.async_wait([this, target, token](boost::system::error_code ec) {
-      if (ec || token != probe_token_ || pid_ == 0) return;
+      if (ec || token != probe_token_ || payload_.pid == 0) return;
       run_probe(target, token);
     });
   }
@@ -386,7 +367,7 @@ class Daemon : public Host {
   }
 
   void probe_done(std::uint64_t token, bool ok, const std::string& why) {
-    if (token != probe_token_ || pid_ == 0) return;
+    if (token != probe_token_ || payload_.pid == 0) return;
     if (probe_tracker_.on_result(ok)) {
       const int failures = probe_tracker_.consecutive_failures();
       return post(timed(make(Event::Kind::probe_hung, false,
@@ -439,9 +420,9 @@ class Daemon : public Host {
       int st = 0;
       pid_t p = ::waitpid(-1, &st, WNOHANG);
       if (p <= 0) break;
-      if (p == pid_) {
+      if (p == payload_.pid) {
         ports_.spawner->reaped(st);  // the spawner reports the payload's own exit status
-      } else if (p == mux_pid_ && ports_.mux) {
+      } else if (p == mux_.pid && ports_.mux) {
         ports_.mux->reaped(st);
       } else {
         ++snapshot_.reaped_orphans;
@@ -496,8 +477,8 @@ class Daemon : public Host {
   void finish() {
     finished_ = true;
     signals_.cancel();
-    for (auto* t : {&restart_timer_, &grace_timer_, &gate_timer_, &probe_timer_, &healthy_timer_, &hw_timer_,
-                    &mux_restart_timer_, &mux_grace_timer_})
+    for (auto* t : {&restart_timer_, &payload_.grace, &gate_timer_, &probe_timer_, &healthy_timer_, &hw_timer_,
+                    &mux_restart_timer_, &mux_.grace})
       t->cancel();
     if (ports_.watchdog->is_open()) ports_.watchdog->magic_close();
     reap();
@@ -512,8 +493,9 @@ class Daemon : public Host {
   std::deque<Event> queue_;
   bool dispatching_ = false;
   asio::signal_set signals_;
-  asio::steady_timer restart_timer_, grace_timer_, gate_timer_, probe_timer_, healthy_timer_, hw_timer_;
-  asio::steady_timer mux_restart_timer_, mux_grace_timer_;
+  asio::steady_timer restart_timer_, gate_timer_, probe_timer_, healthy_timer_, hw_timer_;
+  asio::steady_timer mux_restart_timer_;
+  Child payload_, mux_;
   // The mux holds no state worth a long goodbye: in-flight requests get this long.
   static constexpr std::chrono::milliseconds mux_stop_grace{2000};
   supervisor::ProbeTracker probe_tracker_;
@@ -521,12 +503,10 @@ class Daemon : public Host {
   std::mt19937_64 rng_;
 
   status::Snapshot snapshot_;
-  Clock::time_point started_, payload_started_, gate_started_, mux_started_;
+  Clock::time_point started_, gate_started_;
   std::unique_ptr<gates::Gate> gate_;
   std::uint64_t gate_token_ = 0, probe_token_ = 0, restart_token_ = 0, healthy_token_ = 0, mux_restart_token_ = 0;
   int hw_interval_ms_ = 7500;
-  pid_t pid_ = 0;
-  pid_t mux_pid_ = 0;
   bool finished_ = false;
 };
 

@@ -59,6 +59,19 @@ check_compiler() {
   fi
   rm -rf "$probe"
 }
+# promtool (the metrics test's checker) from Debian's prometheus package,
+# unpacked, not installed: the package would start a Prometheus server.
+PROMTOOL=$ROOT/build/tools/prometheus/usr/bin/promtool
+if [ ! -x "$PROMTOOL" ]; then
+  log "unpacking promtool from Debian's prometheus package into build/tools"
+  rm -rf "$ROOT/build/tools/debs" "$ROOT/build/tools/prometheus"
+  mkdir -p "$ROOT/build/tools/debs"
+  ( cd "$ROOT/build/tools/debs" && apt-get -o APT::Sandbox::User=root download -qq prometheus ) ||
+    { as_root apt-get update -qq && ( cd "$ROOT/build/tools/debs" && apt-get -o APT::Sandbox::User=root download -qq prometheus ); }
+  dpkg -x "$ROOT"/build/tools/debs/prometheus_*.deb "$ROOT/build/tools/prometheus"
+  [ -x "$PROMTOOL" ] || { log "the prometheus package holds no usr/bin/promtool"; exit 1; }
+fi
+
 check_compiler arm-linux-gnueabihf-gcc "-march=armv7-a -mfpu=vfpv3-d16" "needs libc6-dev-armhf-cross"
 check_compiler arm-linux-gnueabi-gcc "-march=armv6 -static" "needs libc6-dev-armel-cross"
 

@@ -115,9 +115,9 @@ check "metrics count the 401s" grep -qE '^pisecd_mux_requests_total\{class="debu
 check "metrics show the payload running" grep -qx 'pisecd_payload_state{state="running"} 1' "$T_DIR/metrics"
 check "metrics carry the counted firewall rules (the per-source limits' drops)" \
   grep -qE '^pisecd_firewall_rule_packets_total\{chain="input",rule="[0-9]+"\} [0-9]+$' "$T_DIR/metrics"
-if command -v promtool >/dev/null; then
-  check "promtool check metrics accepts them" bash -c "promtool check metrics < '$T_DIR/metrics'"
-fi
+PROMTOOL=$PISEC_BUILD/../tools/prometheus/usr/bin/promtool  # scripts/setup.sh unpacks it
+check "promtool is there (scripts/setup.sh)" test -x "$PROMTOOL"
+check "promtool check metrics accepts them" bash -c "'$PROMTOOL' check metrics < '$T_DIR/metrics'"
 code=$(wan_curl -H "$AUTH" -o /dev/null -w '%{http_code}' "$URL/debug/logs?n=x")
 check "a bad query is refused with 400 (got $code)" test "$code" = 400
 

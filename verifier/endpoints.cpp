@@ -56,6 +56,7 @@ Answer evidence(Store& store, const Settings& s, std::string_view body, std::int
   res.verifier_id = s.verifier_id;
   res.iat = now;
   res.nonce = claimed(env.text, "nonce");
+  if (!attest::valid_nonce(res.nonce)) res.nonce.clear();
   std::vector<std::string> contra, warn;
   std::string device_id = claimed(env.text, "device_id");
   if (!attest::valid_device_id(device_id)) device_id = "(unknown)";

@@ -246,7 +246,11 @@ std::string format_envelope(const Envelope& e, std::string_view body_key) {
   const auto nl = file.find('\n');
   const std::string b64 = file.substr(nl + 1, file.size() - nl - 2);
   json j = {{std::string(body_key), e.text}, {"signature", b64}};
-  return j.dump();
+  try {
+    return j.dump();
+  } catch (const json::exception&) {
+    fail(std::string(body_key) + " envelope", body_key, "not valid UTF-8");
+  }
 }
 
 void check_signature(const Envelope& e, const crypto::PublicKey& key) {

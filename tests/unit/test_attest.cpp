@@ -159,6 +159,8 @@ TEST_CASE("envelopes have exactly two string fields and a signify Ed25519 blob")
   e["report"] = json::parse(e["report"].get<std::string>());
   CHECK_THAT(refused(e), Catch::Contains("report: must be a string"));
   CHECK_THROWS_AS(a::parse_envelope(std::string(a::max_envelope_bytes + 1, ' '), "report"), a::Error);
+  // Found by fuzz_attest: a body that is not UTF-8 cannot be put in an envelope.
+  CHECK_THROWS_AS(a::format_envelope({"\xc9(", c::sign(kp.sec, "\xc9(")}, "report"), a::Error);
 }
 
 TEST_CASE("an EAR result round-trips and is refused when tampered or mistyped") {

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <iostream>
 
+#include "pisec/net.hpp"
 #include "pisec/verifier.hpp"
 
 namespace pisec::verifier {
@@ -108,15 +109,9 @@ awaitable<void> session(Server& s, tcp::socket socket) {
 awaitable<void> accept_loop(Server& s, tcp::acceptor& acceptor) {
   auto executor = co_await asio::this_coro::executor;
   asio::steady_timer pause(executor);
-  for (;;) {
+  while (auto accepted = co_await net::accept_next(acceptor, pause)) {
+    tcp::socket socket = std::move(*accepted);
     error_code ec;
-    tcp::socket socket = co_await acceptor.async_accept(with(ec));
-    if (ec == asio::error::operation_aborted) co_return;
-    if (ec) {  // out of fds, most likely: wait instead of spinning
-      pause.expires_after(std::chrono::milliseconds(100));
-      co_await pause.async_wait(with(ec));
-      continue;
-    }
     if (s.open >= s.opt.max_connections) {
       socket.close(ec);
       continue;
@@ -135,11 +130,7 @@ int serve(const ServeOptions& o) {
   s.tls.use_certificate_chain_file(o.cert_file);
   s.tls.use_private_key_file(o.key_file, ssl::context::pem);
   tcp::endpoint at(asio::ip::make_address(o.listen_host), o.listen_port);
-  tcp::acceptor acceptor(io);
-  acceptor.open(at.protocol());
-  acceptor.set_option(asio::socket_base::reuse_address(true));
-  acceptor.bind(at);
-  acceptor.listen(asio::socket_base::max_listen_connections);
+  tcp::acceptor acceptor = net::listen(io, at);
   asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const error_code&, int) { io.stop(); });
   asio::co_spawn(io, accept_loop(s, acceptor), asio::detached);

@@ -28,7 +28,7 @@ mkca ca
 mkca other-ca
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr \
   -subj "/CN=verifier.test" 2>/dev/null
-printf 'subjectAltName=DNS:verifier.test\n' >san.ext
+printf 'subjectAltName=DNS:verifier.test,DNS:localhost\n' >san.ext
 openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 \
   -extfile san.ext 2>/dev/null
 
@@ -160,6 +160,56 @@ tls() {  # tls VERSION-FLAG — does a handshake with that protocol version succ
 check "TLS 1.2 is accepted" tls -tls1_2
 if tls -tls1_1; then fail "TLS 1.1 was accepted"; else ok "TLS 1.1 is refused"; fi
 
+# ---- the device side as pisecd ships it: `pisecd attest` ----
+# It measures itself through /proc/self/exe: run the copy the manifest lists.
+"$PISECD" keygen -p cli.pub -s cli.sec >/dev/null
+cli_config() {  # cli_config CA_FILE
+  cat >cli.toml <<CFG
+[daemon]
+control_socket = "$T_DIR/control.sock"
+state_dir = "$T_DIR/state"
+[gates.entropy]
+enabled = false
+[gates.clock]
+enabled = false
+[gates.integrity]
+enabled = false
+manifest = "$T_DIR/manifest"
+signature = "$T_DIR/manifest.sig"
+public_key = "$T_DIR/release.pub"
+root = "$T_DIR/rel"
+[gates.arch]
+enabled = false
+[payload]
+command = ["$T_DIR/rel/srv/app"]
+[attestation]
+enabled = true
+verifier_url = "https://localhost:$PORT"
+ca_file = "$T_DIR/$1"
+device_key = "$T_DIR/cli.sec"
+device_id = "pi-cli"
+verifier_key = "$T_DIR/verifier.pub"
+measure = { kernel = "$T_DIR/rel/boot/vmlinuz-rpi", initramfs = "$T_DIR/rel/boot/initramfs-rpi", apkovl = "$T_DIR/rel/pi.apkovl.tar.gz" }
+CFG
+}
+cli_config ca.pem
+CLI_RULESET=$("$PISECD" firewall render -c cli.toml | sha256sum | cut -d' ' -f1)
+"$VERIFIER" enroll --db "$DB" --device-id pi-cli --pubkey cli.pub --expect manifest \
+  --expect-signature manifest.sig --release-key release.pub --expect-ruleset "$CLI_RULESET" \
+  --expect-config "$(sha cli.toml)" >/dev/null
+attest_cli() {  # attest_cli EXIT PATTERN WHAT
+  local out rc
+  out=$(ip netns exec "$T_NS" rel/usr/sbin/pisecd attest -c "$T_DIR/cli.toml" 2>&1) && rc=0 || rc=$?
+  if [ "$rc" = "$1" ] && grep -qF -- "$2" <<<"$out"; then ok "$3"; else fail "$3: wanted exit $1 and \"$2\", got exit $rc: $out"; fi
+}
+attest_cli 0 "attestation: affirming" "pisecd attest: unchanged device → affirming (exit 0)"
+printf 'payload v2 (tampered)\n' >rel/srv/app
+attest_cli 2 "payload (srv/app): sha256 expected" "pisecd attest: changed payload → contraindicated (exit 2), naming it"
+printf 'payload v1\n' >rel/srv/app
+cli_config other-ca.pem
+attest_cli 3 "certificate verify failed" "pisecd attest: verifier certificate from another CA → no answer (exit 3)"
+cli_config ca.pem
+
 # ---- 200 devices at once ----
 before=$(sqlite3 "$DB" 'SELECT count(*) FROM decisions')
 mkdir keys
@@ -184,6 +234,7 @@ check "log verify passes over $after entries" grep -q "$after entries, chain int
 stopped=0
 for pid in "${SERVERS[@]}"; do kill -TERM "$pid" && wait "$pid" && stopped=$((stopped + 1)); done
 check "both verifiers stop cleanly on SIGTERM" test "$stopped" = 2
+attest_cli 3 "no answer" "pisecd attest: verifier unreachable → no answer (exit 3)"
 
 # ---- one byte changed in a log row ----
 victim=$((after / 2))

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pisec/attest.hpp"
+#include "pisec/attest_client.hpp"
 
 namespace a = pisec::attest;
 namespace c = pisec::crypto;
@@ -185,4 +186,19 @@ TEST_CASE("an EAR result round-trips and is refused when tampered or mistyped") 
   CHECK_THROWS_WITH(a::parse_result(j.dump()), Catch::Contains("differences[0]: must be a string"));
   // A report envelope is not a result envelope.
   CHECK_THROWS_AS(a::open_result(a::seal_report(sample_report(), kp.sec), kp.pub), a::Error);
+}
+
+TEST_CASE("the verifier URL is https with an optional port and path prefix") {
+  auto u = a::parse_https_url("https://verifier.example:8443/fleet/");
+  CHECK(u.host == "verifier.example");
+  CHECK(u.port == "8443");
+  CHECK(u.prefix == "/fleet");
+  u = a::parse_https_url("https://[2001:db8::1]");
+  CHECK(u.host == "2001:db8::1");
+  CHECK(u.port == "443");
+  CHECK(u.prefix.empty());
+  CHECK_THROWS_AS(a::parse_https_url("http://v.test"), a::Error);
+  CHECK_THROWS_AS(a::parse_https_url("https://v.test:0"), a::Error);
+  CHECK_THROWS_AS(a::parse_https_url("https://v.test:99999"), a::Error);
+  CHECK_THROWS_AS(a::parse_https_url("https://:8443"), a::Error);
 }

@@ -29,8 +29,10 @@ struct NoAnswer : std::runtime_error {
 class Client {
  public:
   // ca_file: PEM CA certificates the verifier's certificate must chain to
-  // (empty: the system's). connect_host overrides where to connect (tests);
-  // the certificate is still checked against url.host.
+  // (empty: the system's). connect_host overrides where to connect (an
+  // address resolved elsewhere, e.g. with c-ares: a static glibc binary has
+  // no NSS for getaddrinfo on musl); the certificate is still checked
+  // against url.host.
   Client(const Url& url, const std::string& ca_file, std::chrono::seconds timeout,
          const std::string& connect_host = {});
   ~Client();

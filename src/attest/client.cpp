@@ -74,10 +74,17 @@ Client::Client(const Url& url, const std::string& ca_file, std::chrono::seconds 
     if (SSL_ctrl(s.stream->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
                  const_cast<char*>(url.host.c_str())) != 1)
       throw NoAnswer("cannot set the TLS server name");
-    tcp::resolver resolver(s.io);
     auto& lowest = beast::get_lowest_layer(*s.stream);
     lowest.expires_after(timeout);
-    lowest.connect(resolver.resolve(connect_host.empty() ? url.host : connect_host, url.port));
+    const std::string& where = connect_host.empty() ? url.host : connect_host;
+    boost::system::error_code literal;
+    const auto address = asio::ip::make_address(where, literal);
+    if (!literal) {  // an IP literal needs no lookup (nor glibc's NSS in a static binary)
+      lowest.connect(tcp::endpoint(address, static_cast<std::uint16_t>(std::stoi(url.port))));
+    } else {
+      tcp::resolver resolver(s.io);
+      lowest.connect(resolver.resolve(where, url.port));
+    }
     s.stream->handshake(ssl::stream_base::client);
   } catch (const boost::system::system_error& e) {
     throw NoAnswer("verifier " + url.host + ":" + url.port + ": " + e.what());

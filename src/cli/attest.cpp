@@ -8,6 +8,9 @@
 // to send: a key, file or setting missing).
 #include <unistd.h>
 
+#include <utility>  // before Boost.Asio with GCC 12 and C++20
+
+#include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <climits>
 #include <filesystem>
@@ -19,6 +22,7 @@
 #include "pisec/cli.hpp"
 #include "pisec/firewall.hpp"
 #include "pisec/formats.hpp"
+#include "pisec/gates/clock.hpp"
 #include "pisec/version.hpp"
 
 namespace pisec::cli {
@@ -82,6 +86,22 @@ attest::Report measure(const config::Config& cfg, const std::string& device_id) 
   return r;
 }
 
+// The verifier's address, resolved with c-ares as the clock gate does
+// (pisecd is a static glibc binary on musl: getaddrinfo has no NSS there).
+std::string resolve(const std::string& host) {
+  boost::asio::io_context io;
+  clock::Resolver resolver(io);
+  std::vector<std::string> addresses;
+  std::string error = "no answer";
+  resolver.resolve(host, [&](std::vector<std::string> a, std::string e) {
+    addresses = std::move(a);
+    error = std::move(e);
+  });
+  io.run_for(std::chrono::seconds(10));
+  if (addresses.empty()) throw attest::NoAnswer("cannot resolve " + host + ": " + error);
+  return addresses.front();
+}
+
 std::string host_name() {
   char buf[HOST_NAME_MAX + 1] = {};
   if (::gethostname(buf, sizeof buf - 1) != 0) return {};
@@ -109,7 +129,8 @@ int cmd_attest(const Args& in) {
     const auto key = crypto::parse_secret_key(crypto::read_small_file(a.device_key, 4096), a.device_key);
     const auto verifier = crypto::parse_public_key(crypto::read_small_file(a.verifier_key, 4096), a.verifier_key);
     attest::Report report = measure(cfg, device_id);
-    attest::Client client(attest::parse_https_url(a.verifier_url), a.ca_file, std::chrono::seconds(15));
+    const attest::Url url = attest::parse_https_url(a.verifier_url);
+    attest::Client client(url, a.ca_file, std::chrono::seconds(15), resolve(url.host));
     report.nonce = client.challenge(device_id);
     result = client.evidence(attest::seal_report(report, key), report.nonce, verifier);
   } catch (const attest::NoAnswer& e) {

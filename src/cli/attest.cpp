@@ -6,6 +6,7 @@
 // signature (attestation.verifier_key) and nonce; prints the verdict.
 // Exit: 0 affirming, 1 warning, 2 contraindicated, 3 no answer (or nothing
 // to send: a key, file or setting missing).
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <utility>  // before Boost.Asio with GCC 12 and C++20
@@ -14,8 +15,6 @@
 #include <chrono>
 #include <climits>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <iostream>
 
 #include "pisec/attest_client.hpp"
@@ -23,6 +22,7 @@
 #include "pisec/firewall.hpp"
 #include "pisec/formats.hpp"
 #include "pisec/gates/clock.hpp"
+#include "pisec/util.hpp"
 #include "pisec/version.hpp"
 
 namespace pisec::cli {
@@ -71,12 +71,11 @@ attest::Report measure(const config::Config& cfg, const std::string& device_id) 
   const fs::path self = fs::read_symlink("/proc/self/exe", ec);
   if (ec) throw std::runtime_error("/proc/self/exe: " + ec.message());
   // The running binary itself: /proc/self/exe is a magic link to the executed
-  // inode (even if the file was replaced since), which sha256_file (no
-  // symlinks) refuses, so it is read whole (a few MB).
-  std::ifstream exe("/proc/self/exe", std::ios::binary);
-  const std::string image((std::istreambuf_iterator<char>(exe)), std::istreambuf_iterator<char>());
-  if (!exe.good() && !exe.eof()) throw std::runtime_error("/proc/self/exe: cannot be read");
-  r.measurements["pisecd"] = {manifest_path(root, self.string()), hex(crypto::sha256(image))};
+  // inode (even if the file was replaced since); sha256_file refuses links,
+  // so it is opened here, following it, and hashed through the descriptor.
+  util::UniqueFd exe(::open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
+  if (exe.get() < 0) throw std::runtime_error("/proc/self/exe: cannot be opened");
+  r.measurements["pisecd"] = {manifest_path(root, self.string()), hex(crypto::sha256_fd(exe.get(), "/proc/self/exe"))};
   // "sha256:<hex>" of the service ruleset as `pisecd firewall render` prints it.
   std::string ruleset = firewall::digest(firewall::build_service_ruleset(cfg.firewall, cfg.payload.uid));
   if (ruleset.rfind("sha256:", 0) == 0) ruleset.erase(0, 7);

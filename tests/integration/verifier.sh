@@ -203,6 +203,9 @@ attest_cli() {  # attest_cli EXIT PATTERN WHAT
   if [ "$rc" = "$1" ] && grep -qF -- "$2" <<<"$out"; then ok "$3"; else fail "$3: wanted exit $1 and \"$2\", got exit $rc: $out"; fi
 }
 attest_cli 0 "attestation: affirming" "pisecd attest: unchanged device → affirming (exit 0)"
+# Device-side cost of one attestation (wall time, peak RSS), for the record.
+ip netns exec "$T_NS" /usr/bin/time -f 'pisecd attest: %e s wall, %M KiB peak RSS' \
+  rel/usr/sbin/pisecd attest -c "$T_DIR/cli.toml" 2>&1 >/dev/null | grep '^pisecd attest:' || true
 printf 'payload v2 (tampered)\n' >rel/srv/app
 attest_cli 2 "payload (srv/app): sha256 expected" "pisecd attest: changed payload → contraindicated (exit 2), naming it"
 printf 'payload v1\n' >rel/srv/app

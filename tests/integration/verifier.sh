@@ -163,49 +163,35 @@ if tls -tls1_1; then fail "TLS 1.1 was accepted"; else ok "TLS 1.1 is refused"; 
 # ---- the device side as pisecd ships it: `pisecd attest` ----
 # It measures itself through /proc/self/exe: run the copy the manifest lists.
 "$PISECD" keygen -p cli.pub -s cli.sec >/dev/null
-cli_config() {  # cli_config CA_FILE
-  cat >cli.toml <<CFG
-[daemon]
-control_socket = "$T_DIR/control.sock"
-state_dir = "$T_DIR/state"
-[gates.entropy]
-enabled = false
-[gates.clock]
-enabled = false
-[gates.integrity]
-enabled = false
-manifest = "$T_DIR/manifest"
-signature = "$T_DIR/manifest.sig"
-public_key = "$T_DIR/release.pub"
-root = "$T_DIR/rel"
-[gates.arch]
-enabled = false
-[payload]
-command = ["$T_DIR/rel/srv/app"]
-[attestation]
+cli_config() {  # cli_config CA_FILE — $T_DIR/pisecd.toml for pisecd attest
+  write_config "[payload]
+command = [\"$T_DIR/rel/srv/app\"]" "[attestation]
 enabled = true
-verifier_url = "https://localhost:$PORT"
-ca_file = "$T_DIR/$1"
-device_key = "$T_DIR/cli.sec"
-device_id = "pi-cli"
-verifier_key = "$T_DIR/verifier.pub"
-measure = { kernel = "$T_DIR/rel/boot/vmlinuz-rpi", initramfs = "$T_DIR/rel/boot/initramfs-rpi", apkovl = "$T_DIR/rel/pi.apkovl.tar.gz" }
-CFG
+verifier_url = \"https://localhost:$PORT\"
+ca_file = \"$T_DIR/$1\"
+device_key = \"$T_DIR/cli.sec\"
+device_id = \"pi-cli\"
+verifier_key = \"$T_DIR/verifier.pub\"
+measure = { kernel = \"$T_DIR/rel/boot/vmlinuz-rpi\", initramfs = \"$T_DIR/rel/boot/initramfs-rpi\", apkovl = \"$T_DIR/rel/pi.apkovl.tar.gz\" }" \
+    "manifest = \"$T_DIR/manifest\"
+signature = \"$T_DIR/manifest.sig\"
+public_key = \"$T_DIR/release.pub\"
+root = \"$T_DIR/rel\""
 }
 cli_config ca.pem
-CLI_RULESET=$("$PISECD" firewall render -c cli.toml | sha256sum | cut -d' ' -f1)
+CLI_RULESET=$("$PISECD" firewall render -c pisecd.toml | sha256sum | cut -d' ' -f1)
 "$VERIFIER" enroll --db "$DB" --device-id pi-cli --pubkey cli.pub --expect manifest \
   --expect-signature manifest.sig --release-key release.pub --expect-ruleset "$CLI_RULESET" \
-  --expect-config "$(sha cli.toml)" >/dev/null
+  --expect-config "$(sha pisecd.toml)" >/dev/null
 attest_cli() {  # attest_cli EXIT PATTERN WHAT
   local out rc
-  out=$(ip netns exec "$T_NS" rel/usr/sbin/pisecd attest -c "$T_DIR/cli.toml" 2>&1) && rc=0 || rc=$?
+  out=$(ip netns exec "$T_NS" rel/usr/sbin/pisecd attest -c "$T_DIR/pisecd.toml" 2>&1) && rc=0 || rc=$?
   if [ "$rc" = "$1" ] && grep -qF -- "$2" <<<"$out"; then ok "$3"; else fail "$3: wanted exit $1 and \"$2\", got exit $rc: $out"; fi
 }
 attest_cli 0 "attestation: affirming" "pisecd attest: unchanged device → affirming (exit 0)"
 # Device-side cost of one attestation (wall time, peak RSS), for the record.
 ip netns exec "$T_NS" /usr/bin/time -f 'pisecd attest: %e s wall, %M KiB peak RSS' \
-  rel/usr/sbin/pisecd attest -c "$T_DIR/cli.toml" 2>&1 >/dev/null | grep '^pisecd attest:' || true
+  rel/usr/sbin/pisecd attest -c "$T_DIR/pisecd.toml" 2>&1 >/dev/null | grep '^pisecd attest:' || true
 printf 'payload v2 (tampered)\n' >rel/srv/app
 attest_cli 2 "payload (srv/app): sha256 expected" "pisecd attest: changed payload → contraindicated (exit 2), naming it"
 printf 'payload v1\n' >rel/srv/app

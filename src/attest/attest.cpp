@@ -136,7 +136,8 @@ std::string to_json(const Report& r) {
   check_report(r);
   json measurements = json::object();
   for (const auto& [name, m] : r.measurements) {
-    json e = {{"sha256", m.sha256}};
+    // On the wire "sha256:<hex>", as PRODUCT.md pins the measurements.
+    json e = {{"sha256", "sha256:" + m.sha256}};
     if (m.path) e["path"] = *m.path;
     measurements[name] = std::move(e);
   }
@@ -186,6 +187,8 @@ Report parse_report(std::string_view text) {
       exact_keys(m, {"sha256"}, w, field + ".");
     Measurement out;
     out.sha256 = get_string(m, "sha256", w, field + ".");
+    if (out.sha256.rfind("sha256:", 0) != 0) fail(w, field + ".sha256", "must be \"sha256:\" and 64 lower-case hex digits");
+    out.sha256.erase(0, 7);
     if (m.contains("path")) out.path = get_string(m, "path", w, field + ".");
     r.measurements.emplace(name, std::move(out));
   }

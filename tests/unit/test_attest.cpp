@@ -111,10 +111,13 @@ TEST_CASE("extra, missing and mistyped fields are refused, naming the field") {
   CHECK_THAT(with([](json& k) { k["nonce"] = std::string(64, 'A'); }), Catch::Contains("nonce: must be"));
   CHECK_THAT(with([](json& k) { k["measurements"].erase("payload"); }),
              Catch::Contains("measurements.payload: missing"));
-  CHECK_THAT(with([](json& k) { k["measurements"]["bootloader"] = {{"sha256", hex64('1')}}; }),
+  CHECK_THAT(with([](json& k) { k["measurements"]["bootloader"] = {{"sha256", "sha256:" + hex64('1')}}; }),
              Catch::Contains("measurements.bootloader: unknown measurement"));
-  CHECK_THAT(with([](json& k) { k["measurements"]["payload"]["sha256"] = hex64('A'); }),
+  CHECK_THAT(with([](json& k) { k["measurements"]["payload"]["sha256"] = "sha256:" + hex64('A'); }),
              Catch::Contains("measurements.payload.sha256"));
+  // PRODUCT.md pins "sha256:" digests: bare hex is refused.
+  CHECK_THAT(with([](json& k) { k["measurements"]["payload"]["sha256"] = hex64('a'); }),
+             Catch::Contains("measurements.payload.sha256: must be \"sha256:\""));
   CHECK_THAT(with([](json& k) { k["measurements"]["payload"].erase("path"); }),
              Catch::Contains("measurements.payload.path: missing"));
   CHECK_THAT(with([](json& k) { k["measurements"]["payload"]["path"] = "/srv/app"; }),

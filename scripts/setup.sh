@@ -27,6 +27,7 @@ HOST_PACKAGES=(
   qemu-system-arm mtools fdisk dosfstools cpio       # the emulated Pi 1: SD card image (mtools, sfdisk), initramfs, raspi1ap
   libseccomp-dev libcap-dev libnftnl-dev libmnl-dev libboost1.74-dev libssl-dev
   libc-ares-dev libre2-dev catch2 libtomlplusplus-dev nlohmann-json3-dev
+  libsqlite3-dev sqlite3 openssl                     # pisec-verifier: its store, the log-tamper test, the test CA
 )
 # armel (ARMv5TE-baseline) -dev packages unpacked into the sysroot; static
 # archives only are linked. Runtime packages carry nothing we link statically.

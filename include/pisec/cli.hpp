@@ -42,6 +42,7 @@ int cmd_entropy_check(const Args& args);
 int cmd_status(const Args& args);
 int cmd_logs(const Args& args);
 int cmd_redact(const Args& args);
+int cmd_attest(const Args& args);  // src/cli/attest.cpp
 int cmd_mux(const Args& args);        // src/cli/mux.cpp
 int cmd_mux_token(const Args& args);
 

@@ -153,7 +153,12 @@ struct Attestation {
   std::string verifier_url;
   std::string ca_file;
   std::string device_key;
+  std::string device_id;     // empty: the host name
+  std::string verifier_key;  // the verifier's signify public key (its answers are signed)
   bool required = false;
+  OnFailure on_no_answer = OnFailure::quarantine;
+  // "kernel", "initramfs", "apkovl" → absolute path of that file on the card.
+  std::map<std::string, std::string> measure;
 };
 
 struct Config {

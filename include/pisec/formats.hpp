@@ -93,6 +93,9 @@ Sha256 sha256(std::string_view data);
 // refuses anything but a regular file. Throws Error (naming the path and the
 // reason) or Cancelled when *cancel becomes true between buffers.
 Sha256 sha256_file(const std::string& path, const std::atomic<bool>* cancel = nullptr);
+// The same over a descriptor already open (read to its end from where it
+// stands); `shown` names it in errors.
+Sha256 sha256_fd(int fd, const std::string& shown, const std::atomic<bool>* cancel = nullptr);
 
 // ---- manifest ------------------------------------------------------------------
 // Plain "<64 lower-case hex>  <path>" lines, nothing else, so that both GNU

@@ -5,6 +5,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <functional>
@@ -566,10 +568,26 @@ Config build(const toml::table& root, const std::string& file) {
     });
     r.string("ca_file", a.ca_file, optional_absolute_path);
     r.string("device_key", a.device_key, optional_absolute_path);
+    r.string("device_id", a.device_id, [](const std::string& v) -> std::string {
+      return v.size() <= 64 && std::all_of(v.begin(), v.end(), [](char ch) {
+               return std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-';
+             })
+                 ? ""
+                 : "must be at most 64 characters of [A-Za-z0-9._-], got \"" + v + "\"";
+    });
+    r.string("verifier_key", a.verifier_key, optional_absolute_path);
     r.boolean("required", a.required);
+    r.choice("on_no_answer", a.on_no_answer,
+             {{"quarantine", OnFailure::quarantine}, {"continue", OnFailure::proceed}});
+    r.string_map("measure", a.measure, [](const std::string& k) -> std::string {
+      return k == "kernel" || k == "initramfs" || k == "apkovl" ? ""
+                                                                 : "unknown file (kernel, initramfs or apkovl)";
+    });
+    for (const auto& [k, path] : a.measure)
+      if (auto why = absolute_path(path); !why.empty()) errors.push_back({file, 0, "attestation.measure." + k, why});
     r.reject_unknown();
-    if (a.enabled && (a.verifier_url.empty() || a.device_key.empty()))
-      errors.push_back({file, 0, "attestation", "enabled but verifier_url or device_key is not set"});
+    if (a.enabled && (a.verifier_url.empty() || a.device_key.empty() || a.verifier_key.empty()))
+      errors.push_back({file, 0, "attestation", "enabled but verifier_url, device_key or verifier_key is not set"});
   }
 
   {

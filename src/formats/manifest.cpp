@@ -153,6 +153,8 @@ Fd open_regular_beneath(int root_fd, const std::string& rel, const std::string& 
   return regular_only(open_beneath(root_fd, rel, shown, read_flags), shown);
 }
 
+}  // namespace
+
 // Hashes an open file through a fixed buffer.
 Sha256 sha256_fd(int fd, const std::string& shown, const std::atomic<bool>* cancel) {
   ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -175,6 +177,8 @@ Sha256 sha256_fd(int fd, const std::string& shown, const std::atomic<bool>* canc
   if (EVP_DigestFinal_ex(ctx.get(), h.data(), &len) != 1) throw Error("SHA-256 final failed in OpenSSL");
   return h;
 }
+
+namespace {
 
 std::string read_fd(int fd, const std::string& shown, std::size_t max_bytes) {
   std::string out;

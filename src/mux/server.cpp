@@ -23,6 +23,7 @@
 #include <openssl/rand.h>
 
 #include "pisec/mux.hpp"
+#include "pisec/net.hpp"
 
 namespace pisec::mux {
 namespace {
@@ -531,15 +532,9 @@ awaitable<void> session(Mux& m, tcp::socket socket) {
 
 awaitable<void> accept_loop(Mux& m, tcp::acceptor& acceptor) {
   asio::steady_timer pause(m.io);
-  for (;;) {
+  while (auto accepted = co_await net::accept_next(acceptor, pause)) {
+    tcp::socket socket = std::move(*accepted);
     error_code ec;
-    tcp::socket socket = co_await acceptor.async_accept(with(ec));
-    if (ec == asio::error::operation_aborted) co_return;
-    if (ec) {  // out of fds, most likely: wait instead of spinning
-      pause.expires_after(std::chrono::milliseconds(100));
-      co_await pause.async_wait(with(ec));
-      continue;
-    }
     ++m.counters.connections_total;
     if (m.counters.open_connections >= m.opt.max_connections) {
       ++m.counters.connections_refused;
@@ -575,11 +570,7 @@ int run(const Options& options) {
   Mux m(io, options);
   raise_fd_limit(options.max_connections);
   tcp::endpoint listen_at(asio::ip::make_address(options.listen.host), options.listen.port);
-  tcp::acceptor acceptor(io);
-  acceptor.open(listen_at.protocol());
-  acceptor.set_option(asio::socket_base::reuse_address(true));
-  acceptor.bind(listen_at);
-  acceptor.listen(asio::socket_base::max_listen_connections);
+  tcp::acceptor acceptor = net::listen(io, listen_at);
   asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const error_code&, int) { io.stop(); });
   asio::co_spawn(io, accept_loop(m, acceptor), asio::detached);

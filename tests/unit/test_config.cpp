@@ -310,3 +310,29 @@ TEST_CASE("[mux]: addresses only, the firewall's app port, its own uid", "[confi
   // Off, the mux's settings are still checked, but need not fit the firewall.
   CHECK_FALSE(load_string(std::string(minimal) + "[mux]\nlisten = \"0.0.0.0:9090\"\n", "t.toml").mux.enabled);
 }
+
+TEST_CASE("[attestation]: device id, verifier key, on_no_answer, measured boot files", "[config]") {
+  auto att = [](const std::string& lines) { return std::string(minimal) + "[attestation]\n" + lines; };
+  const std::string on = "enabled = true\nverifier_url = \"https://v.test:8443\"\ndevice_key = \"/etc/pisec/device.sec\"\n"
+                         "verifier_key = \"/etc/pisec/verifier.pub\"\n";
+  auto c = load_string(att(on + "device_id = \"pi-1\"\non_no_answer = \"continue\"\n"
+                                "measure = { kernel = \"/media/sd/boot/vmlinuz\", apkovl = \"/media/sd/pi.apkovl.tar.gz\" }\n"),
+                       "t.toml");
+  CHECK(c.attestation.device_id == "pi-1");
+  CHECK(c.attestation.verifier_key == "/etc/pisec/verifier.pub");
+  CHECK(c.attestation.on_no_answer == pisec::config::OnFailure::proceed);
+  CHECK(c.attestation.measure.size() == 2);
+  CHECK(c.attestation.measure.at("kernel") == "/media/sd/boot/vmlinuz");
+  CHECK(load_string(att(""), "t.toml").attestation.on_no_answer == pisec::config::OnFailure::quarantine);
+
+  CHECK(only_error(att(on + "device_id = \"pi 1\"\n")).find("attestation.device_id: must be at most 64") !=
+        std::string::npos);
+  CHECK(only_error(att(on + "on_no_answer = \"ignore\"\n")).find("attestation.on_no_answer: must be one of") !=
+        std::string::npos);
+  CHECK(only_error(att(on + "measure = { bootloader = \"/x\" }\n")).find("attestation.measure.bootloader: unknown file") !=
+        std::string::npos);
+  CHECK(only_error(att(on + "measure = { kernel = \"boot/vmlinuz\" }\n")).find(
+            "attestation.measure.kernel: must be an absolute path") != std::string::npos);
+  CHECK(only_error(att("enabled = true\nverifier_url = \"https://v.test\"\ndevice_key = \"/k\"\n")).find(
+            "verifier_key is not set") != std::string::npos);
+}

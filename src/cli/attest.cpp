@@ -1,0 +1,152 @@
+// `pisecd attest [-c FILE]`: one attestation, now. Measures the boot files
+// ([attestation] measure), the payload, this pisecd binary, the service
+// ruleset as rendered from the configuration, the configuration file and the
+// signed manifest; asks the verifier for a nonce; sends the signed report over
+// HTTPS (attestation.ca_file pinned, host name checked); checks the answer's
+// signature (attestation.verifier_key) and nonce; prints the verdict.
+// Exit: 0 affirming, 1 warning, 2 contraindicated, 3 no answer (or nothing
+// to send: a key, file or setting missing).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <utility>  // before Boost.Asio with GCC 12 and C++20
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <climits>
+#include <filesystem>
+#include <iostream>
+
+#include "pisec/attest_client.hpp"
+#include "pisec/cli.hpp"
+#include "pisec/firewall.hpp"
+#include "pisec/formats.hpp"
+#include "pisec/gates/clock.hpp"
+#include "pisec/util.hpp"
+#include "pisec/version.hpp"
+
+namespace pisec::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string hex(const crypto::Sha256& h) { return crypto::to_hex(h.data(), h.size()); }
+
+// The path as the release manifest lists it: relative to the integrity root
+// when under it, otherwise the absolute path without its leading '/'.
+std::string manifest_path(const std::string& root, const std::string& path) {
+  const fs::path rel = fs::path(path).lexically_relative(fs::path(root));
+  const std::string r = rel.string();
+  if (!r.empty() && r != "." && r.rfind("..", 0) != 0) return r;
+  return fs::path(path).relative_path().string();
+}
+
+attest::Measurement file_measurement(const std::string& root, const std::string& path) {
+  return {manifest_path(root, path), hex(crypto::sha256_file(path))};
+}
+
+attest::Report measure(const config::Config& cfg, const std::string& device_id) {
+  const auto& a = cfg.attestation;
+  const std::string& root = cfg.gates.integrity.root;
+  attest::Report r;
+  r.device_id = device_id;
+  r.issued_at =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  r.pisecd_version = build::version;
+  try {
+    r.boot_id = crypto::read_small_file("/proc/sys/kernel/random/boot_id", 256);
+    while (!r.boot_id.empty() && r.boot_id.back() == '\n') r.boot_id.pop_back();
+  } catch (const crypto::Error&) {
+    r.boot_id = "unknown";
+  }
+  for (const char* name : {"kernel", "initramfs", "apkovl"}) {
+    auto it = a.measure.find(name);
+    if (it == a.measure.end()) throw std::runtime_error(std::string("attestation.measure.") + name + " is not set");
+    r.measurements[name] = file_measurement(root, it->second);
+  }
+  if (cfg.payload.command.empty()) throw std::runtime_error("payload.command is empty: no payload to measure");
+  r.measurements["payload"] = file_measurement(root, cfg.payload.rootfs + cfg.payload.command.front());
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) throw std::runtime_error("/proc/self/exe: " + ec.message());
+  // The running binary itself: /proc/self/exe is a magic link to the executed
+  // inode (even if the file was replaced since); sha256_file refuses links,
+  // so it is opened here, following it, and hashed through the descriptor.
+  util::UniqueFd exe(::open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
+  if (exe.get() < 0) throw std::runtime_error("/proc/self/exe: cannot be opened");
+  r.measurements["pisecd"] = {manifest_path(root, self.string()), hex(crypto::sha256_fd(exe.get(), "/proc/self/exe"))};
+  // "sha256:<hex>" of the service ruleset as `pisecd firewall render` prints it.
+  std::string ruleset = firewall::digest(firewall::build_service_ruleset(cfg.firewall, cfg.payload.uid));
+  if (ruleset.rfind("sha256:", 0) == 0) ruleset.erase(0, 7);
+  r.measurements["ruleset"] = {std::nullopt, ruleset};
+  r.measurements["config"] = {std::nullopt, hex(crypto::sha256_file(cfg.source_path))};
+  r.measurements["manifest"] = {std::nullopt, hex(crypto::sha256_file(cfg.gates.integrity.manifest))};
+  return r;
+}
+
+// The verifier's address, resolved with c-ares as the clock gate does
+// (pisecd is a static glibc binary on musl: getaddrinfo has no NSS there).
+std::string resolve(const std::string& host) {
+  boost::asio::io_context io;
+  clock::Resolver resolver(io);
+  std::vector<std::string> addresses;
+  std::string error = "no answer";
+  resolver.resolve(host, [&](std::vector<std::string> a, std::string e) {
+    addresses = std::move(a);
+    error = std::move(e);
+  });
+  io.run_for(std::chrono::seconds(10));
+  if (addresses.empty()) throw attest::NoAnswer("cannot resolve " + host + ": " + error);
+  return addresses.front();
+}
+
+std::string host_name() {
+  char buf[HOST_NAME_MAX + 1] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return {};
+  return buf;
+}
+
+}  // namespace
+
+int cmd_attest(const Args& in) {
+  Args args = in;
+  const std::string path = take_option(args, {"-c", "--config"}).value_or(config::default_path);
+  reject_unknown_options(args);
+  if (!args.empty()) throw UsageError("unexpected argument " + args.front());
+  auto loaded = load_config(path);
+  if (!loaded) return 3;
+  const config::Config& cfg = *loaded;
+  const auto& a = cfg.attestation;
+  if (a.verifier_url.empty() || a.device_key.empty() || a.verifier_key.empty()) {
+    std::cerr << "pisecd attest: attestation.verifier_url, device_key and verifier_key must be set\n";
+    return 3;
+  }
+  const std::string device_id = a.device_id.empty() ? host_name() : a.device_id;
+  attest::Result result;
+  try {
+    const auto key = crypto::parse_secret_key(crypto::read_small_file(a.device_key, 4096), a.device_key);
+    const auto verifier = crypto::parse_public_key(crypto::read_small_file(a.verifier_key, 4096), a.verifier_key);
+    attest::Report report = measure(cfg, device_id);
+    const attest::Url url = attest::parse_https_url(a.verifier_url);
+    attest::Client client(url, a.ca_file, std::chrono::seconds(15), resolve(url.host));
+    report.nonce = client.challenge(device_id);
+    result = client.evidence(attest::seal_report(report, key), report.nonce, verifier);
+  } catch (const attest::NoAnswer& e) {
+    std::cout << "attestation: no answer (" << e.what() << ")\n";
+    return 3;
+  } catch (const std::exception& e) {
+    std::cerr << "pisecd attest: " << e.what() << '\n';
+    return 3;
+  }
+  std::cout << "attestation: " << attest::status_name(result.status) << " (" << result.verifier_id << ")\n";
+  for (const auto& d : result.differences) std::cout << "  " << d << '\n';
+  switch (result.status) {
+    case attest::Status::affirming: return 0;
+    case attest::Status::warning: return 1;
+    case attest::Status::contraindicated: return 2;
+  }
+  return 2;
+}
+
+}  // namespace pisec::cli

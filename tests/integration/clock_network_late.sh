@@ -8,15 +8,8 @@
 #   2. it never appears: the gate fails at its deadline, naming the error.
 source "$(dirname "$0")/lib.sh.inc"
 
-WAN=$T_NS-wan
-# shellcheck disable=SC2034,SC2016  # t_cleanup (lib.sh.inc) evals it at exit
-T_EXTRA_CLEANUP='for p in $(ip netns pids "$WAN" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done; ip netns del "$WAN" 2>/dev/null'
-ip netns add "$WAN"
-ip link add veth-wan netns "$WAN" type veth peer name veth-dev netns "$T_NS"
-ip -n "$WAN" addr add 10.98.0.1/24 dev veth-wan
-ip -n "$WAN" addr add 10.98.0.3/24 dev veth-wan
-ip -n "$WAN" link set lo up
-ip -n "$WAN" link set veth-wan up
+make_wan 10.98.0.1/24 10.98.0.3/24
+WAN=$T_WAN
 for addr in 10.98.0.1 10.98.0.3; do
   ip netns exec "$WAN" "$FIXTURES/sntp_server" --listen "$addr:123" --offset 50 >"$T_DIR/sntp-$addr.log" 2>&1 &
 done

@@ -11,15 +11,9 @@
 # still answers.
 source "$(dirname "$0")/lib.sh.inc"
 
-WAN=$T_NS-wan
-# shellcheck disable=SC2034,SC2016  # t_cleanup (lib.sh.inc) evals it at exit
-T_EXTRA_CLEANUP='ip netns del "$WAN" 2>/dev/null'
-ip netns add "$WAN"
-ip link add veth-wan netns "$WAN" type veth peer name veth-dev netns "$T_NS"
-ip -n "$WAN" addr add 10.99.0.1/24 dev veth-wan
+make_wan 10.99.0.1/24
+WAN=$T_WAN
 ip -n "$T_NS" addr add 10.99.0.2/24 dev veth-dev
-ip -n "$WAN" link set lo up
-ip -n "$WAN" link set veth-wan up
 ip -n "$T_NS" link set veth-dev up
 
 "$PISECD" mux-token >"$T_DIR/token.txt"

@@ -88,6 +88,13 @@ awaitable<void> session(Server& s, tcp::socket socket) {
         res.keep_alive(false);
         res.prepare_payload();
         co_await http::async_write(stream, res, with(ec));
+        // Lingering close, as nginx does: read (and drop) what the client is
+        // still sending for a moment, or closing with unread data resets the
+        // connection and the client may never see the 413.
+        std::vector<char> sink(16384);
+        std::size_t drained = 0;
+        beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+        while (!ec && drained < (1u << 20)) drained += co_await stream.async_read_some(asio::buffer(sink), with(ec));
       }
       break;
     }

@@ -72,20 +72,21 @@ struct Mux {
                   static_cast<unsigned long long>(++id_seq));
     return buf;
   }
-  void note(const Exchange& ex, const std::string& what) {
-    std::string line = ex.rid + " " + what + "\n";
+  // The mux's log: stderr, which the daemon keeps (redacted, like the
+  // payload's output) in its log ring. One write per line, so lines never
+  // interleave in the daemon's capture.
+  static void log_line(std::string line) {
+    line += '\n';
     [[maybe_unused]] ssize_t n = ::write(2, line.data(), line.size());
   }
-  // Counts a request and logs it: one line on stderr, which the daemon keeps
-  // (redacted, like the payload's output) in its log ring.
+  void note(const Exchange& ex, const std::string& what) { log_line(ex.rid + " " + what); }
+  // Counts a request and logs it.
   void finished(const Exchange& ex, const char* cls, std::string_view method, std::string_view target) {
     ++counters.requests[{cls, ex.code}];
     std::string line = ex.rid + " " + ex.source + " \"";
     for (std::string_view part : {method, std::string_view(" "), target})
       for (char c : part) line += (c >= 0x20 && c < 0x7f && c != '"') ? c : '?';
-    line += "\" " + std::to_string(ex.code) + "\n";
-    // One write per line, so lines never interleave in the daemon's capture.
-    [[maybe_unused]] ssize_t n = ::write(2, line.data(), line.size());
+    log_line(line + "\" " + std::to_string(ex.code));
   }
 };
 
@@ -103,7 +104,6 @@ bool is_disconnect(const error_code& ec) {
 }
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
-
 
 // A whole small response; returns whether the connection may serve another request.
 awaitable<bool> respond(Mux& m, beast::tcp_stream& client, Exchange& ex, unsigned version, bool keep,

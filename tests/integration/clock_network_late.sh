@@ -17,18 +17,22 @@ for addr in 10.98.0.1 10.98.0.3; do
   for _ in $(seq 50); do grep -qs '^listening on ' "$T_DIR/sntp-$addr.log" && break; sleep 0.1; done
 done
 
-cat >"$T_DIR/clock.toml" <<TOML
+# clock_config FILE NET TIMEOUT_S: two servers, NET.1 and NET.3, port 123.
+clock_config() {
+  cat >"$1" <<TOML
 [gates.integrity]
 enabled = false
 [gates.clock]
-servers = ["10.98.0.1:123", "10.98.0.3:123"]
+servers = ["$2.1:123", "$2.3:123"]
 min_sources = 2
-timeout_s = 8
+timeout_s = $3
 retries = 1
 request_timeout_ms = 500
 [payload]
 command = ["/bin/true"]
 TOML
+}
+clock_config "$T_DIR/clock.toml" 10.98.0 8
 
 # 1. No address and the link down: sendto() fails with "Network is unreachable".
 ip netns exec "$T_NS" "$PISECD" clock-check -c "$T_DIR/clock.toml" >"$T_DIR/late.out" 2>&1 &
@@ -43,18 +47,7 @@ check "the network came up 2 s late: the clock gate still passes (exit $rc)" tes
 check "... with both sources agreeing on +50 s" grep -qE '2/2 sources agree, offset \+(49\.9|50\.0)' "$T_DIR/late.out"
 
 # 2. The route never comes: the gate fails at its deadline and says why.
-cat >"$T_DIR/none.toml" <<TOML
-[gates.integrity]
-enabled = false
-[gates.clock]
-servers = ["10.97.0.1:123", "10.97.0.3:123"]
-min_sources = 2
-timeout_s = 3
-retries = 1
-request_timeout_ms = 500
-[payload]
-command = ["/bin/true"]
-TOML
+clock_config "$T_DIR/none.toml" 10.97.0 3
 start=$(date +%s%N)
 set +e
 out=$(ip netns exec "$T_NS" "$PISECD" clock-check -c "$T_DIR/none.toml" 2>&1)

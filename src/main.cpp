@@ -28,7 +28,7 @@ constexpr Entry commands[] = {
     {"status", pisec::cli::cmd_status, "pisecd status [--json] [-s SOCKET | -c FILE]"},
     {"logs", pisec::cli::cmd_logs, "pisecd logs [-f] [-n N] [--json] [-s SOCKET | -c FILE]"},
     {"redact", pisec::cli::cmd_redact, "pisecd redact [-c FILE]  (stdin -> stdout, as logs would store it)"},
-    {"attest", pisec::cli::cmd_attest, "pisecd attest [-c FILE]  (one attestation now; exit 0 affirming, 1 warning, 2 contraindicated, 3 no answer)"},
+    {"attest", pisec::cli::cmd_attest, "pisecd attest [-c FILE] [--json] [--ruleset DIGEST] [--gate NAME=STATUS]...  (one attestation now; exit 0 affirming, 1 warning, 2 contraindicated, 3 no answer)"},
     {"mux", pisec::cli::cmd_mux, "pisecd mux [-c FILE] [--listen A:P] [--upstream A:P] [--token-sha256 HEX] [--KEY VALUE]...  (the /debug mux; the daemon starts it)"},
     {"mux-token", pisec::cli::cmd_mux_token, "pisecd mux-token  (a new bearer token and its [mux] token_sha256 line)"},
 };

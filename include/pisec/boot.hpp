@@ -5,7 +5,8 @@
 // (src/boot/daemon.cpp) only turns signals, timers, child exits and control
 // requests into events, and effects into calls on its ports.
 //
-//   lockdown → gating (entropy, clock, integrity, arch) → service → supervising
+//   lockdown → gating (entropy, clock, integrity, arch) → service
+//     → [attesting, with attestation.required] → supervising
 //   any failure that leaves the device exposed or unproven → quarantined
 //   the first SIGTERM → stopping → finished; nothing leaves stopping
 //
@@ -13,6 +14,12 @@
 // payload: started with it, restarted with backoff when it exits (never
 // given up), kept while the service ruleset stands (so a quarantined payload
 // can still be looked at), stopped with it.
+//
+// With [attestation] enabled the daemon proves what it booted to the
+// verifier after the service ruleset: before the payload starts when
+// `required`, beside it otherwise, and again on SIGUSR1. A contraindicated
+// verdict, or no answer with on_no_answer = quarantine, puts the lockdown
+// ruleset back and quarantines.
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -32,6 +39,7 @@ enum class Stage {
   lockdown,     // applying the lockdown ruleset
   gating,       // running gate `State::gate`
   service,      // applying the service ruleset, then dropping privileges
+  attesting,    // attestation.required: the verifier's verdict before the payload
   supervising,  // the payload's life under the watchdog
   quarantined,  // locked down or the payload given up; waits for SIGTERM
   stopping,     // from the first SIGTERM on: only towards finished
@@ -54,7 +62,14 @@ struct Plan {
   std::int64_t healthy_after_ms = 30000;
   config::Watchdog watchdog;  // for the restart policy
   bool mux = false;           // mux.enabled
+  enum class Attest { off, beside, required };  // [attestation] enabled / required
+  Attest attest = Attest::off;
+  bool attest_no_answer_quarantines = true;     // on_no_answer = "quarantine"
 };
+
+// A verdict as Event::code carries it (the exit codes of `pisecd attest`).
+enum class Verdict { affirming = 0, warning = 1, contraindicated = 2, no_answer = 3 };
+const char* to_string(Verdict);
 Plan plan_from(const config::Config& cfg);
 // The [gates.*] table of gate `index`, in the boot order of gate_names.
 const config::GateCommon& gate_common(const config::Config& cfg, std::size_t index);
@@ -84,6 +99,7 @@ struct State {
   supervisor::RestartPolicy policy;
   supervisor::Decision forced;  // what follows a restart the daemon chose
   std::string quarantine_reason;
+  bool attest_unproven = false;   // the last attestation had no answer (on_no_answer = continue)
 
   supervisor::RestartPolicy mux_policy;
   Mux mux = Mux::off;
@@ -110,7 +126,9 @@ struct Event {
     reload,             // a new, valid configuration; firewall_changed/payload_changed
     reload_ruleset,     // ok, detail: the new service ruleset's verdict;
                         // firewall_changed: the kernel committed it (so it holds something new)
-    quarantine,         // an outside verdict (attestation); detail = why
+    quarantine,         // an outside verdict; detail = why
+    attest_now,         // SIGUSR1: attest again
+    attested,           // code: a Verdict; detail: the verifier's differences or why there was no answer
     mux_spawned,        // ok, detail (error)
     mux_exited,         // code, signal
     mux_restart_due,    // the mux's backoff timer fired
@@ -156,6 +174,7 @@ struct Effect {
     kill_mux,          // SIGKILL
     arm_mux_restart,   // delay_ms
     cancel_mux_restart,
+    attest,            // one attestation round (a round already running answers for this one)
   };
   Effect(Kind k, std::string t = {}, std::size_t i = 0, std::int64_t delay = 0)
       : kind(k), text(std::move(t)), index(i), delay_ms(delay) {}
@@ -176,6 +195,7 @@ Transition transition(State state, const Event& event);
 
 // The pinned names status reports.
 const char* state_name(const State&);    // lockdown|gating|running|degraded|quarantined|stopping
+                                         // (attesting reports gating: the device is still proving itself)
 const char* payload_name(const State&);  // stopped|starting|running|backoff|quarantined
 const char* mux_name(const State&);      // stopped|starting|running|backoff (off: not reported)
 const char* to_string(Stage);

@@ -91,6 +91,17 @@ struct Reload {
   std::int64_t at_ms = 0;       // daemon uptime when it was decided
 };
 
+// The last attestation (only with [attestation] enabled).
+struct Attestation {
+  bool enabled = false;              // "attestation" is in the JSON only when true
+  std::string verdict = "none";      // none|pending|affirming|warning|contraindicated|no_answer
+  std::string verifier_id;           // who answered (signed into its result)
+  std::vector<std::string> differences;  // what the verifier found different
+  std::string detail;                // why there was no answer
+  std::int64_t at_ms = 0;            // daemon uptime when the verdict arrived
+  int rounds = 0;                    // attestations finished since start
+};
+
 struct Snapshot {
   std::string version;
   std::string state = "lockdown";  // lockdown|gating|running|degraded|quarantined|stopping
@@ -101,6 +112,7 @@ struct Snapshot {
   std::int64_t reaped_orphans = 0;
   Reload reload;
   Mux mux;
+  Attestation attestation;
 };
 
 // Pinned JSON (nlohmann) both ways: the daemon writes it, the client reads it.

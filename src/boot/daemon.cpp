@@ -75,8 +75,10 @@ class Daemon : public Host {
         ports_(make_ports(io_, *this, cfg_)),
         rng_(jitter_seed()) {
     signals_.add(SIGCHLD);  // the constructor takes at most three
+    signals_.add(SIGUSR1);  // attest again
     for (auto* name : gate_names) snapshot_.gates.push_back({name, "pending", "", 0});
     snapshot_.version = std::string(build::version) + " (" + build::git_revision + ")";
+    snapshot_.attestation.enabled = cfg_.attestation.enabled;
   }
 
   int run() {
@@ -202,6 +204,7 @@ class Daemon : public Host {
       case K::arm_mux_restart:
         return arm(mux_restart_timer_, mux_restart_token_, fx.delay_ms, Event::Kind::mux_restart_due);
       case K::cancel_mux_restart: return disarm(mux_restart_timer_, mux_restart_token_);
+      case K::attest: return attest();
     }
   }
 
@@ -378,6 +381,36 @@ class Daemon : public Host {
     schedule_probe();
   }
 
+  // --- attestation ---------------------------------------------------------
+  void attest() {
+    AttesterPort::Facts facts;
+    if (snapshot_.firewall.mode == "service" && snapshot_.firewall.verified) facts.ruleset_digest = snapshot_.firewall.digest;
+    for (const auto& g : snapshot_.gates) facts.gates.emplace_back(g.name, g.status);
+    if (!ports_.attester) return attested({Verdict::no_answer, {}, {}, "no attester in this build"});
+    if (!ports_.attester->start(cfg_, facts, [this](AttesterPort::Answer a) { attested(std::move(a)); }))
+      return event("attestation: a round is already running; its verdict answers this request too");
+    if (snapshot_.attestation.verdict == "none") snapshot_.attestation.verdict = "pending";
+    event("attestation: measuring and asking the verifier");
+  }
+
+  void attested(AttesterPort::Answer a) {
+    auto& st = snapshot_.attestation;
+    st.verdict = a.verdict == Verdict::no_answer ? "no_answer" : to_string(a.verdict);
+    st.verifier_id = a.verifier_id;
+    st.differences = a.differences;
+    st.detail = a.detail;
+    st.at_ms = now_ms();
+    ++st.rounds;
+    std::string summary = a.detail;
+    for (const auto& d : a.differences) {
+      event("attestation: differs: " + d);
+      summary += (summary.empty() ? "" : "; ") + d;
+    }
+    Event e = make(Event::Kind::attested, a.verdict != Verdict::no_answer, summary);
+    e.code = static_cast<int>(a.verdict);
+    post(std::move(e));
+  }
+
   // --- hardware watchdog ---------------------------------------------------
   void start_hardware_watchdog() {
     if (cfg_.watchdog.hardware_device.empty()) return;
@@ -407,6 +440,7 @@ class Daemon : public Host {
       switch (sig) {
         case SIGCHLD: reap(); break;
         case SIGHUP: reload(); break;
+        case SIGUSR1: post(make(Event::Kind::attest_now)); break;
         default: post(make(Event::Kind::stop, false, sig == SIGINT ? "SIGINT" : "SIGTERM")); break;
       }
       if (!finished_) wait_for_signal();
@@ -424,6 +458,8 @@ class Daemon : public Host {
         ports_.spawner->reaped(st);  // the spawner reports the payload's own exit status
       } else if (p == mux_.pid && ports_.mux) {
         ports_.mux->reaped(st);
+      } else if (ports_.attester && ports_.attester->reaped(p, st)) {
+        // an attestation round's process: its answer follows from the attester
       } else {
         ++snapshot_.reaped_orphans;
       }
@@ -464,6 +500,7 @@ class Daemon : public Host {
   void commit_reload() {
     const bool payload_changed = cfg_.payload != pending_.payload;
     cfg_ = pending_;
+    snapshot_.attestation.enabled = cfg_.attestation.enabled;
     probe_tracker_ = supervisor::ProbeTracker(cfg_.watchdog.probe_failures);
     snapshot_.reload = {"applied", payload_changed ? "payload restarting" : "", now_ms()};
     event(std::string("reload done") + (payload_changed ? ", payload restarting" : ""));
@@ -481,6 +518,7 @@ class Daemon : public Host {
                     &mux_restart_timer_, &mux_.grace})
       t->cancel();
     if (ports_.watchdog->is_open()) ports_.watchdog->magic_close();
+    if (ports_.attester) ports_.attester->cancel();
     reap();
     ports_.control->stop();
     io_.stop();

@@ -16,6 +16,9 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "pisec/boot.hpp"
 #include "pisec/config.hpp"
@@ -112,6 +115,42 @@ class PrivilegesPort {
   virtual std::string drop() = 0;  // a line for the log; throws naming the step
 };
 
+// One attestation round (src/boot/attester.cpp: `pisecd attest --json` as a
+// child process, so the TLS exchange with an outside server never runs in the
+// daemon, a hung verifier costs a timer, and OpenSSL's memory goes with it).
+class AttesterPort {
+ public:
+  struct Answer {
+    Verdict verdict = Verdict::no_answer;
+    std::string verifier_id;
+    std::vector<std::string> differences;
+    std::string detail;  // why there was no answer
+  };
+  // What the daemon knows and a file cannot tell: the ruleset the kernel
+  // holds (read back), and how each gate ended.
+  struct Facts {
+    std::string ruleset_digest;  // "sha256:<hex>", "" when none is applied
+    std::vector<std::pair<std::string, std::string>> gates;  // name, status
+  };
+  using Done = std::function<void(Answer)>;
+  virtual ~AttesterPort() = default;
+  // Starts a round; false (and `done` never called) when one is running.
+  // Otherwise `done` is called exactly once, on the loop.
+  virtual bool start(const config::Config& cfg, const Facts& facts, Done done) = 0;
+  // A child the daemon reaped: true when it was the round's process.
+  virtual bool reaped(pid_t pid, int wait_status) = 0;
+  virtual void cancel() = 0;  // kills a running round; its `done` is not called
+};
+
+// The pure halves of the real attester, for the unit tests: the child's argv
+// (argv[0] "pisecd"; the binary run is /proc/self/exe), and its answer from
+// how it exited and what it printed. Anything but a clean verdict is
+// no_answer, and a verdict printed by a process that did not exit with its
+// code is not believed.
+std::vector<std::string> attest_argv(const std::string& config_path, const AttesterPort::Facts& facts);
+AttesterPort::Answer attest_answer(int wait_status, std::string_view output);
+std::unique_ptr<AttesterPort> real_attester(boost::asio::io_context& io);
+
 struct Ports {
   std::unique_ptr<ControlPort> control;
   std::unique_ptr<FirewallPort> firewall;
@@ -121,6 +160,7 @@ struct Ports {
   std::unique_ptr<HardwareWatchdogPort> watchdog;
   std::unique_ptr<ProberPort> prober;
   std::unique_ptr<PrivilegesPort> privileges;
+  std::unique_ptr<AttesterPort> attester;  // null: every round has no answer
 };
 
 // Called once, after the loop's io_context exists; the ports may keep io and

@@ -23,6 +23,10 @@ class Step {
       on_reload(e);
     } else if (e.kind == K::quarantine) {
       on_outside_quarantine(e);
+    } else if (e.kind == K::attest_now) {
+      on_attest_now();
+    } else if (e.kind == K::attested) {
+      on_attested(e);
     } else if (e.kind == K::mux_spawned || e.kind == K::mux_exited || e.kind == K::mux_restart_due ||
                e.kind == K::mux_grace_expired) {
       on_mux(e);
@@ -32,6 +36,7 @@ class Step {
         case Stage::lockdown: on_lockdown(e); break;
         case Stage::gating: on_gating(e); break;
         case Stage::service: on_service(e); break;
+        case Stage::attesting: break;  // only attested (above), stop, reload and quarantine matter here
         case Stage::supervising: on_supervising(e); break;
         case Stage::quarantined: on_quarantined(e); break;
         case Stage::stopping: on_stopping(e); break;
@@ -98,11 +103,57 @@ class Step {
     }
     if (e.kind == K::privileges_dropped) {
       if (!e.ok) return quarantine("cannot drop privileges: " + e.detail);
-      s_.stage = Stage::supervising;
       s_.mux_allowed = true;
-      spawn();
-      start_mux();
+      if (s_.plan.attest == Plan::Attest::required) {
+        s_.stage = Stage::attesting;
+        log("attestation: asking the verifier before the payload starts (required)");
+        return emit(F::attest);
+      }
+      begin_supervising();
+      if (s_.plan.attest == Plan::Attest::beside) emit(F::attest);
     }
+  }
+
+  void begin_supervising() {
+    s_.stage = Stage::supervising;
+    spawn();
+    start_mux();
+  }
+
+  // --- attestation -------------------------------------------------------------
+  void on_attest_now() {
+    if (s_.plan.attest == Plan::Attest::off) return log("SIGUSR1: attestation is not enabled in the configuration");
+    if (s_.stage != Stage::supervising && s_.stage != Stage::attesting)
+      return log(std::string("SIGUSR1: no attestation while ") + state_name(s_) +
+                 " (it runs once the service ruleset stands)");
+    emit(F::attest);
+  }
+
+  // Verdicts arriving in any other stage (gating cannot have one; quarantined
+  // and stopping stay as they are) change nothing.
+  void on_attested(const Event& e) {
+    if (s_.stage != Stage::attesting && s_.stage != Stage::supervising) return;
+    const auto v = e.code >= 0 && e.code <= 3 ? static_cast<Verdict>(e.code) : Verdict::no_answer;
+    const std::string what = std::string("attestation: ") + to_string(v) + (e.detail.empty() ? "" : ": " + e.detail);
+    bool refused = v == Verdict::contraindicated;
+    if (v == Verdict::no_answer) {
+      refused = s_.plan.attest_no_answer_quarantines;
+      s_.attest_unproven = !refused;
+      if (!refused) log(what + " (on_no_answer = continue)");
+    } else if (!refused) {
+      s_.attest_unproven = false;
+      log(what);
+    }
+    if (refused) {
+      // The device cannot vouch for what it runs: back to lockdown first.
+      if (s_.firewall_service) service_lost(what);
+      else {
+        withdraw_mux();
+        quarantine(what);
+      }
+      return;
+    }
+    if (s_.stage == Stage::attesting) begin_supervising();
   }
 
   // The service ruleset could not be applied or verified: back to lockdown
@@ -210,6 +261,7 @@ class Step {
   void quarantine(const std::string& why) {
     s_.stage = Stage::quarantined;
     s_.quarantine_reason = why;
+    s_.attest_unproven = false;
     s_.restart_on_exit = false;
     s_.reload_pending = false;
     log("quarantined: " + why);
@@ -466,6 +518,8 @@ Plan plan_from(const config::Config& cfg) {
   p.healthy_after_ms = std::int64_t{cfg.watchdog.healthy_after_s} * 1000;
   p.watchdog = cfg.watchdog;
   p.mux = cfg.mux.enabled;
+  if (cfg.attestation.enabled) p.attest = cfg.attestation.required ? Plan::Attest::required : Plan::Attest::beside;
+  p.attest_no_answer_quarantines = cfg.attestation.on_no_answer == config::OnFailure::quarantine;
   return p;
 }
 
@@ -480,7 +534,8 @@ const char* state_name(const State& s) {
     case Stage::idle:
     case Stage::lockdown: return "lockdown";
     case Stage::gating:
-    case Stage::service: return "gating";
+    case Stage::service:
+    case Stage::attesting: return "gating";
     case Stage::quarantined: return "quarantined";
     case Stage::stopping:
     case Stage::finished: return "stopping";
@@ -489,7 +544,8 @@ const char* state_name(const State& s) {
   const bool up = s.payload == Payload::running;
   // With the mux on, the public port answers only while it runs.
   const bool mux_ok = s.mux == Mux::off || s.mux == Mux::running;
-  return up && s.payload_healthy && s.probe_ok && !s.gate_continued && mux_ok ? "running" : "degraded";
+  return up && s.payload_healthy && s.probe_ok && !s.gate_continued && mux_ok && !s.attest_unproven ? "running"
+                                                                                                       : "degraded";
 }
 
 const char* mux_name(const State& s) {
@@ -516,12 +572,23 @@ const char* payload_name(const State& s) {
   return "stopped";
 }
 
+const char* to_string(Verdict v) {
+  switch (v) {
+    case Verdict::affirming: return "affirming";
+    case Verdict::warning: return "warning";
+    case Verdict::contraindicated: return "contraindicated";
+    case Verdict::no_answer: return "no answer";
+  }
+  return "no answer";  // a code out of range is no verdict at all
+}
+
 const char* to_string(Stage s) {
   switch (s) {
     case Stage::idle: return "idle";
     case Stage::lockdown: return "lockdown";
     case Stage::gating: return "gating";
     case Stage::service: return "service";
+    case Stage::attesting: return "attesting";
     case Stage::supervising: return "supervising";
     case Stage::quarantined: return "quarantined";
     case Stage::stopping: return "stopping";
@@ -548,6 +615,8 @@ const char* to_string(Event::Kind k) {
     case K::reload: return "reload";
     case K::reload_ruleset: return "reload_ruleset";
     case K::quarantine: return "quarantine";
+    case K::attest_now: return "attest_now";
+    case K::attested: return "attested";
     case K::mux_spawned: return "mux_spawned";
     case K::mux_exited: return "mux_exited";
     case K::mux_restart_due: return "mux_restart_due";
@@ -584,6 +653,7 @@ const char* to_string(Effect::Kind k) {
     case F::kill_mux: return "kill_mux";
     case F::arm_mux_restart: return "arm_mux_restart";
     case F::cancel_mux_restart: return "cancel_mux_restart";
+    case F::attest: return "attest";
   }
   return "?";
 }

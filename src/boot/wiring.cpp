@@ -413,6 +413,7 @@ Ports real_ports(asio::io_context& io, Host& host, const config::Config& cfg) {
   p.watchdog = std::make_unique<RealHardwareWatchdog>();
   p.prober = std::make_unique<RealProber>();
   p.privileges = std::make_unique<RealPrivileges>();
+  p.attester = real_attester(io);
   return p;
 }
 

@@ -1,4 +1,5 @@
-// `pisecd attest [-c FILE]`: one attestation, now. Measures the boot files
+// `pisecd attest [-c FILE] [--json] [--ruleset DIGEST] [--gate NAME=STATUS]...`:
+// one attestation, now. Measures the boot files
 // ([attestation] measure), the payload, this pisecd binary, the service
 // ruleset as rendered from the configuration, the configuration file and the
 // signed manifest; asks the verifier for a nonce; sends the signed report over
@@ -6,6 +7,12 @@
 // signature (attestation.verifier_key) and nonce; prints the verdict.
 // Exit: 0 affirming, 1 warning, 2 contraindicated, 3 no answer (or nothing
 // to send: a key, file or setting missing).
+//
+// The daemon runs it as a child for each round (src/boot/attester.cpp) with
+// what only it knows: --ruleset, the digest of the ruleset the kernel holds
+// as read back ("none" when none is applied), and --gate, how each gate
+// ended. --json prints one object for it: {"verdict", "verifier_id",
+// "differences", "detail"}.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -15,7 +22,12 @@
 #include <chrono>
 #include <climits>
 #include <filesystem>
+#include <cctype>
 #include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string_view>
+#include <vector>
 
 #include "pisec/attest_client.hpp"
 #include "pisec/cli.hpp"
@@ -46,7 +58,13 @@ attest::Measurement file_measurement(const std::string& root, const std::string&
   return {manifest_path(root, path), hex(crypto::sha256_file(path))};
 }
 
-attest::Report measure(const config::Config& cfg, const std::string& device_id) {
+// What the daemon knows that the configuration file cannot tell.
+struct Facts {
+  std::optional<std::string> ruleset;  // hex digest of the applied ruleset
+  std::vector<attest::Gate> gates;
+};
+
+attest::Report measure(const config::Config& cfg, const std::string& device_id, const Facts& facts) {
   const auto& a = cfg.attestation;
   const std::string& root = cfg.gates.integrity.root;
   attest::Report r;
@@ -76,10 +94,13 @@ attest::Report measure(const config::Config& cfg, const std::string& device_id) 
   util::UniqueFd exe(::open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
   if (exe.get() < 0) throw std::runtime_error("/proc/self/exe: cannot be opened");
   r.measurements["pisecd"] = {manifest_path(root, self.string()), hex(crypto::sha256_fd(exe.get(), "/proc/self/exe"))};
-  // "sha256:<hex>" of the service ruleset as `pisecd firewall render` prints it.
-  std::string ruleset = firewall::digest(firewall::build_service_ruleset(cfg.firewall, cfg.payload.uid));
+  // The applied ruleset as the daemon read it back; run by hand, the service
+  // ruleset as `pisecd firewall render` prints it.
+  std::string ruleset = facts.ruleset ? *facts.ruleset
+                                      : firewall::digest(firewall::build_service_ruleset(cfg.firewall, cfg.payload.uid));
   if (ruleset.rfind("sha256:", 0) == 0) ruleset.erase(0, 7);
   r.measurements["ruleset"] = {std::nullopt, ruleset};
+  r.gates = facts.gates;
   r.measurements["config"] = {std::nullopt, hex(crypto::sha256_file(cfg.source_path))};
   r.measurements["manifest"] = {std::nullopt, hex(crypto::sha256_file(cfg.gates.integrity.manifest))};
   return r;
@@ -107,40 +128,80 @@ std::string host_name() {
   return buf;
 }
 
+// --ruleset: "sha256:<hex>" or "<hex>", or "none" (nothing applied: the
+// digest of no bytes, which no enrolled ruleset has).
+std::string parse_ruleset_option(const std::string& v) {
+  if (v == "none") return hex(crypto::sha256(std::string_view{}));
+  std::string h = v.rfind("sha256:", 0) == 0 ? v.substr(7) : v;
+  if (!attest::valid_sha256_hex(h)) throw UsageError("--ruleset wants sha256:<64 hex digits> or none, not " + v);
+  return h;
+}
+
+// --gate NAME=STATUS, in the daemon's words (status: pending|running|passed|failed|skipped).
+attest::Gate parse_gate_option(const std::string& v) {
+  const auto eq = v.find('=');
+  if (eq == 0 || eq == std::string::npos || eq + 1 == v.size() || v.size() > 64)
+    throw UsageError("--gate wants NAME=STATUS, not " + v);
+  for (char c : v)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '=' || c == '_' || c == '-'))
+      throw UsageError("--gate wants NAME=STATUS of letters, digits, '_' and '-', not " + v);
+  return {v.substr(0, eq), v.substr(eq + 1)};
+}
+
+void print_json(const std::string& verdict, const attest::Result* result, const std::string& detail) {
+  nlohmann::json j = {{"verdict", verdict},
+                      {"verifier_id", result ? result->verifier_id : ""},
+                      {"differences", result ? result->differences : std::vector<std::string>{}},
+                      {"detail", detail}};
+  std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+}
+
 }  // namespace
 
 int cmd_attest(const Args& in) {
   Args args = in;
   const std::string path = take_option(args, {"-c", "--config"}).value_or(config::default_path);
+  const bool json = take_flag(args, {"--json"});
+  Facts facts;
+  if (auto r = take_option(args, {"--ruleset"})) facts.ruleset = parse_ruleset_option(*r);
+  while (auto g = take_option(args, {"--gate"})) facts.gates.push_back(parse_gate_option(*g));
   reject_unknown_options(args);
   if (!args.empty()) throw UsageError("unexpected argument " + args.front());
+  // Nothing to send: "no answer" (3), told the way the caller reads it.
+  const auto nothing = [json](const std::string& why) {
+    if (json) print_json("no_answer", nullptr, why);
+    else std::cerr << "pisecd attest: " << why << '\n';
+    return 3;
+  };
   auto loaded = load_config(path);
-  if (!loaded) return 3;
+  if (!loaded) return nothing("the configuration " + path + " does not load");
   const config::Config& cfg = *loaded;
   const auto& a = cfg.attestation;
-  if (a.verifier_url.empty() || a.device_key.empty() || a.verifier_key.empty()) {
-    std::cerr << "pisecd attest: attestation.verifier_url, device_key and verifier_key must be set\n";
-    return 3;
-  }
+  if (a.verifier_url.empty() || a.device_key.empty() || a.verifier_key.empty())
+    return nothing("attestation.verifier_url, device_key and verifier_key must be set");
   const std::string device_id = a.device_id.empty() ? host_name() : a.device_id;
   attest::Result result;
   try {
     const auto key = crypto::parse_secret_key(crypto::read_small_file(a.device_key, 4096), a.device_key);
     const auto verifier = crypto::parse_public_key(crypto::read_small_file(a.verifier_key, 4096), a.verifier_key);
-    attest::Report report = measure(cfg, device_id);
+    attest::Report report = measure(cfg, device_id, facts);
     const attest::Url url = attest::parse_https_url(a.verifier_url);
     attest::Client client(url, a.ca_file, std::chrono::seconds(15), resolve(url.host));
     report.nonce = client.challenge(device_id);
     result = client.evidence(attest::seal_report(report, key), report.nonce, verifier);
   } catch (const attest::NoAnswer& e) {
-    std::cout << "attestation: no answer (" << e.what() << ")\n";
+    if (json) print_json("no_answer", nullptr, e.what());
+    else std::cout << "attestation: no answer (" << e.what() << ")\n";
     return 3;
   } catch (const std::exception& e) {
-    std::cerr << "pisecd attest: " << e.what() << '\n';
-    return 3;
+    return nothing(e.what());
   }
-  std::cout << "attestation: " << attest::status_name(result.status) << " (" << result.verifier_id << ")\n";
-  for (const auto& d : result.differences) std::cout << "  " << d << '\n';
+  if (json) {
+    print_json(std::string(attest::status_name(result.status)), &result, "");
+  } else {
+    std::cout << "attestation: " << attest::status_name(result.status) << " (" << result.verifier_id << ")\n";
+    for (const auto& d : result.differences) std::cout << "  " << d << '\n';
+  }
   switch (result.status) {
     case attest::Status::affirming: return 0;
     case attest::Status::warning: return 1;

@@ -41,6 +41,13 @@ std::string to_json(const Snapshot& s) {
                  {{"code", s.mux.last_exit.code},
                   {"signal", s.mux.last_exit.signal},
                   {"at_ms", s.mux.last_exit.at_ms}}}};
+  if (s.attestation.enabled)
+    j["attestation"] = {{"verdict", s.attestation.verdict},
+                        {"verifier_id", s.attestation.verifier_id},
+                        {"differences", s.attestation.differences},
+                        {"detail", s.attestation.detail},
+                        {"at_ms", s.attestation.at_ms},
+                        {"rounds", s.attestation.rounds}};
   // Details quote files and payload output: invalid UTF-8 must not make the
   // whole answer fail (a tampered card would look like a dead daemon).
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -81,6 +88,16 @@ Snapshot from_json(const std::string& text) {
       const auto& me = m.at("last_exit");
       s.mux.last_exit = {me.at("code").get<int>(), me.at("signal").get<int>(), me.at("at_ms").get<std::int64_t>()};
     }
+    if (j.contains("attestation")) {  // only with [attestation] enabled
+      const auto& a = j.at("attestation");
+      s.attestation.enabled = true;
+      s.attestation.verdict = a.at("verdict").get<std::string>();
+      s.attestation.verifier_id = a.at("verifier_id").get<std::string>();
+      s.attestation.differences = a.at("differences").get<std::vector<std::string>>();
+      s.attestation.detail = a.at("detail").get<std::string>();
+      s.attestation.at_ms = a.at("at_ms").get<std::int64_t>();
+      s.attestation.rounds = a.at("rounds").get<int>();
+    }
     return s;
   } catch (const json::exception& e) {
     throw std::runtime_error(std::string("malformed status JSON: ") + e.what());
@@ -118,6 +135,12 @@ std::string to_text(const Snapshot& s) {
     out << "\n  mux: " << p(s.mux.state);
     if (s.mux.pid > 0) out << ", pid " << s.mux.pid;
     out << ", " << s.mux.restarts << " restart(s)";
+  }
+  if (s.attestation.enabled) {
+    out << "\n  attestation: " << p(s.attestation.verdict);
+    if (!s.attestation.verifier_id.empty()) out << " from " << p(s.attestation.verifier_id);
+    if (!s.attestation.detail.empty()) out << " — " << p(s.attestation.detail);
+    for (const auto& d : s.attestation.differences) out << "\n    differs: " << p(d);
   }
   out << "\n  reaped orphans: " << s.reaped_orphans << '\n';
   if (s.reload.result != "none") {

@@ -70,14 +70,14 @@ struct Driver {
   }
 };
 
-const Stage all_stages[] = {Stage::idle, Stage::lockdown, Stage::gating, Stage::service,
+const Stage all_stages[] = {Stage::idle, Stage::lockdown, Stage::gating, Stage::service, Stage::attesting,
                             Stage::supervising, Stage::quarantined, Stage::stopping, Stage::finished};
 const Payload all_payloads[] = {Payload::stopped, Payload::starting, Payload::running,
                                 Payload::backoff, Payload::terminating, Payload::quarantined};
 const K all_events[] = {K::start, K::lockdown_applied, K::gate_done, K::service_applied,
                         K::privileges_dropped, K::payload_spawned, K::payload_exited, K::restart_due,
                         K::healthy_due, K::probe_result, K::probe_hung, K::grace_expired, K::stop,
-                        K::reload, K::reload_ruleset, K::quarantine};
+                        K::reload, K::reload_ruleset, K::quarantine, K::attest_now, K::attested};
 
 std::vector<State> every_state() {
   std::vector<State> out;
@@ -102,13 +102,15 @@ std::vector<Event> every_event() {
   std::vector<Event> out;
   for (auto kind : all_events)
     for (int ok = 0; ok < 2; ++ok)
-      for (std::size_t index : {std::size_t{0}, std::size_t{2}}) {
-        Event e = ev(kind, ok == 1, index);
-        e.firewall_changed = index == 2;
-        e.payload_changed = ok == 1;
-        e.code = 1;
-        out.push_back(e);
-      }
+      for (std::size_t index : {std::size_t{0}, std::size_t{2}})
+        for (int code : {0, 1, 2, 3, 9}) {  // exit codes; for attested, the verdicts and one out of range
+          if (kind != K::attested && code != 1) continue;
+          Event e = ev(kind, ok == 1, index);
+          e.firewall_changed = index == 2;
+          e.payload_changed = ok == 1;
+          e.code = code;
+          out.push_back(e);
+        }
   return out;
 }
 
@@ -164,6 +166,17 @@ TEST_CASE("every (state, event) pair keeps the machine's promises", "[boot]") {
         CHECK(n.probe_ok);
         CHECK_FALSE(n.gate_continued);
       }
+      // A refusing verdict (contraindicated, no answer, anything unknown:
+      // the test plan quarantines on no answer) never lets the payload run,
+      // and withdraws the service ruleset.
+      if (e.kind == K::attested && e.code != 0 && e.code != 1 &&
+          (s.stage == Stage::attesting || s.stage == Stage::supervising)) {
+        CHECK(n.stage == Stage::quarantined);
+        CHECK_FALSE(has(fx, F::spawn_payload));
+        if (s.firewall_service) CHECK(has(fx, F::apply_lockdown));
+      }
+      // Attestation waits for the service ruleset.
+      if (has(fx, F::attest)) CHECK((n.stage == Stage::attesting || n.stage == Stage::supervising));
       // The kernel is never left with a ruleset that did not verify.
       if (e.kind == K::service_applied && !e.ok && (s.stage == Stage::service || s.stage == Stage::supervising)) {
         CHECK(has(fx, F::apply_lockdown));
@@ -448,6 +461,143 @@ TEST_CASE("an outside quarantine (attestation) stops the payload and locks down"
   d.on(K::payload_exited);
   CHECK(d.s.payload == Payload::quarantined);
   CHECK_FALSE(has(d.last, F::arm_restart));
+}
+
+// ---- attestation ------------------------------------------------------------
+
+namespace {
+
+Plan attest_plan(Plan::Attest mode, bool no_answer_quarantines = true) {
+  Plan p = test_plan();
+  p.attest = mode;
+  p.attest_no_answer_quarantines = no_answer_quarantines;
+  return p;
+}
+
+Event verdict(Verdict v, std::string detail = {}) {
+  Event e = ev(K::attested, v != Verdict::no_answer);
+  e.code = static_cast<int>(v);
+  e.detail = std::move(detail);
+  return e;
+}
+
+// start → lockdown → gates → service → privileges.
+void to_privileges(Driver& d) {
+  d.on(K::start).on(K::lockdown_applied);
+  for (std::size_t i = 0; i < gate_count; ++i) d.on(K::gate_done, true, i);
+  d.on(K::service_applied).on(K::privileges_dropped);
+}
+
+}  // namespace
+
+TEST_CASE("attestation required: the payload waits for an affirming verdict", "[boot][attest]") {
+  Driver d;
+  d.s = State(attest_plan(Plan::Attest::required));
+  to_privileges(d);
+  CHECK(d.s.stage == Stage::attesting);
+  CHECK(has(d.last, F::attest));
+  CHECK_FALSE(has(d.last, F::spawn_payload));
+  CHECK(std::string(state_name(d.s)) == "gating");
+  d.on(verdict(Verdict::affirming));
+  CHECK(d.s.stage == Stage::supervising);
+  CHECK(has(d.last, F::spawn_payload));
+  d.on(K::payload_spawned);
+  CHECK(std::string(state_name(d.s)) == "running");
+}
+
+TEST_CASE("attestation required: a warning lets the payload run", "[boot][attest]") {
+  Driver d;
+  d.s = State(attest_plan(Plan::Attest::required));
+  to_privileges(d);
+  d.on(verdict(Verdict::warning, "kernel: no expected value"));
+  CHECK(has(d.last, F::spawn_payload));
+}
+
+TEST_CASE("attestation required: contraindicated → lockdown, quarantined, payload never started",
+          "[boot][attest]") {
+  Driver d;
+  d.s = State(attest_plan(Plan::Attest::required));
+  to_privileges(d);
+  d.on(verdict(Verdict::contraindicated, "payload differs"));
+  CHECK(has(d.last, F::apply_lockdown));
+  CHECK(d.s.stage == Stage::quarantined);
+  CHECK(d.s.quarantine_reason.find("contraindicated: payload differs") != std::string::npos);
+  CHECK_FALSE(has(d.all, F::spawn_payload));
+  CHECK(d.status_exit() == 2);
+  d.on(K::attest_now);  // no second chance from a quarantine
+  CHECK_FALSE(has(d.last, F::attest));
+}
+
+TEST_CASE("attestation required: no answer follows on_no_answer", "[boot][attest]") {
+  SECTION("quarantine") {
+    Driver d;
+    d.s = State(attest_plan(Plan::Attest::required, true));
+    to_privileges(d);
+    d.on(verdict(Verdict::no_answer, "cannot connect"));
+    CHECK(has(d.last, F::apply_lockdown));
+    CHECK(d.s.stage == Stage::quarantined);
+    CHECK_FALSE(has(d.all, F::spawn_payload));
+  }
+  SECTION("continue: the payload runs, the state says degraded until an answer") {
+    Driver d;
+    d.s = State(attest_plan(Plan::Attest::required, false));
+    to_privileges(d);
+    d.on(verdict(Verdict::no_answer, "cannot connect"));
+    CHECK(has(d.last, F::spawn_payload));
+    CHECK_FALSE(has(d.last, F::apply_lockdown));
+    d.on(K::payload_spawned);
+    CHECK(std::string(state_name(d.s)) == "degraded");
+    d.on(K::attest_now);
+    CHECK(has(d.last, F::attest));
+    d.on(verdict(Verdict::affirming));
+    CHECK(std::string(state_name(d.s)) == "running");
+  }
+}
+
+TEST_CASE("attestation beside the payload: it starts at once; a later contraindicated quarantines",
+          "[boot][attest]") {
+  Driver d;
+  d.s = State(attest_plan(Plan::Attest::beside));
+  to_privileges(d);
+  CHECK(d.s.stage == Stage::supervising);
+  CHECK(has(d.last, F::spawn_payload));
+  CHECK(has(d.last, F::attest));
+  d.on(K::payload_spawned);
+  d.on(verdict(Verdict::contraindicated, "ruleset differs"));
+  CHECK(has(d.last, F::apply_lockdown));
+  CHECK(has(d.last, F::terminate_payload));
+  CHECK(d.s.stage == Stage::quarantined);
+  d.on(K::payload_exited);
+  CHECK(d.s.payload == Payload::quarantined);
+  CHECK_FALSE(has(d.last, F::arm_restart));
+}
+
+TEST_CASE("SIGUSR1: attests again while supervising, not before the service ruleset", "[boot][attest]") {
+  Driver d;
+  d.s = State(attest_plan(Plan::Attest::beside));
+  d.on(K::start).on(K::lockdown_applied);
+  d.on(K::attest_now);
+  CHECK_FALSE(has(d.last, F::attest));
+  CHECK(has(d.last, F::log));
+  for (std::size_t i = 0; i < gate_count; ++i) d.on(K::gate_done, true, i);
+  d.on(K::service_applied).on(K::privileges_dropped).on(K::payload_spawned);
+  d.on(verdict(Verdict::affirming));
+  d.on(K::attest_now);
+  CHECK(has(d.last, F::attest));
+  Driver off;
+  off.boot();
+  off.on(K::attest_now);
+  CHECK_FALSE(has(off.last, F::attest));
+}
+
+TEST_CASE("SIGTERM while attesting finishes without starting the payload", "[boot][attest]") {
+  Driver d;
+  d.s = State(attest_plan(Plan::Attest::required));
+  to_privileges(d);
+  d.on(K::stop);
+  CHECK(d.s.stage == Stage::finished);
+  d.on(verdict(Verdict::affirming));  // the verdict arrives late: nothing starts
+  CHECK_FALSE(has(d.all, F::spawn_payload));
 }
 
 // ---- the mux: a second process beside the payload ----------------------------

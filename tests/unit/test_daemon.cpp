@@ -32,6 +32,8 @@ struct Script {
   bool service_verified = true;  // and reading it back matches
   int failing_gate = -1;         // this gate fails (on_failure from the config)
   bool payload_exits = false;    // the payload exits with code 1 right after it starts
+  bool attester = false;         // a fake attester answers with `verdict` (else none is wired)
+  Verdict verdict = Verdict::affirming;
   // Once this holds on the status snapshot, the harness sends SIGTERM.
   std::function<bool(const status::Snapshot&)> until;
 };
@@ -43,6 +45,7 @@ struct Seen {
   int spawns = 0;
   std::vector<int> signals;           // sent to the payload
   bool privileges_dropped = false;
+  std::vector<AttesterPort::Facts> attested;  // what each round was told
   std::vector<std::string> log;
   status::Snapshot at_until;          // when `until` first held
   status::Snapshot at_stop;           // when the loop shut the control port down
@@ -200,6 +203,31 @@ class FakePrivileges final : public PrivilegesPort {
   Seen& seen_;
 };
 
+// Answers each round on the loop, as the real one does after its child exits.
+class FakeAttester final : public AttesterPort {
+ public:
+  FakeAttester(asio::io_context& io, const Script& script, Seen& seen) : io_(io), script_(script), seen_(seen) {}
+  bool start(const config::Config&, const Facts& facts, Done done) override {
+    seen_.attested.push_back(facts);
+    asio::post(io_, [done = std::move(done), v = script_.verdict] {
+      Answer a;
+      a.verdict = v;
+      a.verifier_id = "fake-verifier";
+      if (v == Verdict::contraindicated) a.differences = {"payload (srv/app): sha256 expected 00…, got 11…"};
+      if (v == Verdict::no_answer) a.detail = "connection refused";
+      done(std::move(a));
+    });
+    return true;
+  }
+  bool reaped(pid_t, int) override { return false; }
+  void cancel() override {}
+
+ private:
+  asio::io_context& io_;
+  const Script& script_;
+  Seen& seen_;
+};
+
 config::Config test_config() {
   config::Config cfg;
   cfg.firewall.enabled = true;
@@ -226,6 +254,7 @@ Run run(const Script& script, config::Config cfg = test_config()) {
     p.watchdog = std::make_unique<FakeHardwareWatchdog>();
     p.prober = std::make_unique<FakeProber>();
     p.privileges = std::make_unique<FakePrivileges>(seen);
+    if (script.attester) p.attester = std::make_unique<FakeAttester>(io, script, seen);
     return p;
   };
   const auto t0 = std::chrono::steady_clock::now();
@@ -312,4 +341,92 @@ TEST_CASE("daemon: SIGTERM during the restart backoff ends the loop at once", "[
   CHECK(status::exit_code(r.seen.at_until) == 1);  // degraded, never 0 in a crash loop
   CHECK(r.seen.spawns == 1);                       // the backoff was not waited out
   CHECK(r.took < 5s);                              // the backoff is 60 s
+}
+
+// ---- attestation through the loop ------------------------------------------
+
+namespace {
+config::Config attest_config(bool required) {
+  auto cfg = test_config();
+  cfg.attestation.enabled = true;
+  cfg.attestation.required = required;
+  return cfg;
+}
+}  // namespace
+
+TEST_CASE("daemon: attestation required and affirming → payload runs; status has the verdict", "[daemon][attest]") {
+  Script script;
+  script.attester = true;
+  script.until = [](const status::Snapshot& s) { return s.payload.state == "running"; };
+  auto r = run(script, attest_config(true));
+  REQUIRE_FALSE(r.seen.timed_out);
+  REQUIRE(r.seen.attested.size() == 1);
+  // Told what only the daemon knows: the ruleset as read back, the gates.
+  CHECK(r.seen.attested[0].ruleset_digest == "sha256:service");
+  CHECK(r.seen.attested[0].gates.size() == gate_count);
+  CHECK(r.seen.spawns == 1);
+  CHECK(r.seen.at_until.attestation.enabled);
+  CHECK(r.seen.at_until.attestation.verdict == "affirming");
+  CHECK(r.seen.at_until.attestation.verifier_id == "fake-verifier");
+  CHECK(r.seen.at_until.attestation.rounds == 1);
+  const auto json = status::to_json(r.seen.at_until);
+  CHECK(json.find("\"attestation\":{") != std::string::npos);
+  CHECK(status::from_json(json).attestation.verdict == "affirming");
+}
+
+TEST_CASE("daemon: attestation required and contraindicated → lockdown again, no payload", "[daemon][attest]") {
+  Script script;
+  script.attester = true;
+  script.verdict = Verdict::contraindicated;
+  script.until = [](const status::Snapshot& s) { return state_is(s, "quarantined"); };
+  auto r = run(script, attest_config(true));
+  REQUIRE_FALSE(r.seen.timed_out);
+  REQUIRE(r.seen.until_held);
+  CHECK(r.seen.firewall == std::vector<std::string>{"lockdown", "service", "lockdown"});
+  CHECK(r.seen.spawns == 0);
+  CHECK(r.seen.at_until.attestation.verdict == "contraindicated");
+  REQUIRE(r.seen.at_until.attestation.differences.size() == 1);
+  CHECK(status::exit_code(r.seen.at_until) == 2);
+}
+
+TEST_CASE("daemon: attestation enabled with no attester → no answer → quarantined", "[daemon][attest]") {
+  Script script;  // no attester wired: every round has no answer
+  script.until = [](const status::Snapshot& s) { return state_is(s, "quarantined"); };
+  auto r = run(script, attest_config(true));
+  REQUIRE_FALSE(r.seen.timed_out);
+  REQUIRE(r.seen.until_held);
+  CHECK(r.seen.spawns == 0);
+  CHECK(r.seen.at_until.attestation.verdict == "no_answer");
+}
+
+TEST_CASE("attester child: argv and answers", "[attest]") {
+  AttesterPort::Facts f;
+  f.ruleset_digest = "sha256:ab";
+  f.gates = {{"entropy", "passed"}, {"clock", "skipped"}};
+  CHECK(attest_argv("/etc/pisecd.toml", f) ==
+        std::vector<std::string>{"pisecd", "attest", "-c", "/etc/pisecd.toml", "--json", "--ruleset", "sha256:ab",
+                                 "--gate", "entropy=passed", "--gate", "clock=skipped"});
+  CHECK(attest_argv("/c", {}) == std::vector<std::string>{"pisecd", "attest", "-c", "/c", "--json", "--ruleset", "none"});
+
+  const auto exited = [](int code) { return code << 8; };  // a wait status of exit(code)
+  const std::string ok = R"({"verdict":"affirming","verifier_id":"v1","differences":[],"detail":""})";
+  auto a = attest_answer(exited(0), ok);
+  CHECK(a.verdict == Verdict::affirming);
+  CHECK(a.verifier_id == "v1");
+  const std::string bad = R"({"verdict":"contraindicated","verifier_id":"v1","differences":["payload"],"detail":""})";
+  a = attest_answer(exited(2), bad);
+  CHECK(a.verdict == Verdict::contraindicated);
+  CHECK(a.differences == std::vector<std::string>{"payload"});
+  // Not believed: a verdict its exit code contradicts, killed, garbage, empty.
+  CHECK(attest_answer(exited(2), ok).verdict == Verdict::no_answer);
+  CHECK(attest_answer(exited(0), bad).verdict == Verdict::no_answer);
+  CHECK(attest_answer(SIGKILL, ok).verdict == Verdict::no_answer);
+  CHECK(attest_answer(SIGKILL, ok).detail.find("signal 9") != std::string::npos);
+  CHECK(attest_answer(exited(0), "affirming").verdict == Verdict::no_answer);
+  CHECK(attest_answer(exited(0), "").verdict == Verdict::no_answer);
+  CHECK(attest_answer(exited(7), R"({"verdict":"x","verifier_id":"","differences":[],"detail":""})").verdict ==
+        Verdict::no_answer);
+  a = attest_answer(exited(3), R"({"verdict":"no_answer","verifier_id":"","differences":[],"detail":"refused"})");
+  CHECK(a.verdict == Verdict::no_answer);
+  CHECK(a.detail == "refused");
 }

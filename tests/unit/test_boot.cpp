@@ -481,19 +481,21 @@ Event verdict(Verdict v, std::string detail = {}) {
   return e;
 }
 
-// start → lockdown → gates → service → privileges.
-void to_privileges(Driver& d) {
+// A machine with this attestation plan, driven through start → lockdown →
+// gates → service → privileges.
+Driver attesting(Plan::Attest mode, bool no_answer_quarantines = true) {
+  Driver d;
+  d.s = State(attest_plan(mode, no_answer_quarantines));
   d.on(K::start).on(K::lockdown_applied);
   for (std::size_t i = 0; i < gate_count; ++i) d.on(K::gate_done, true, i);
   d.on(K::service_applied).on(K::privileges_dropped);
+  return d;
 }
 
 }  // namespace
 
 TEST_CASE("attestation required: the payload waits for an affirming verdict", "[boot][attest]") {
-  Driver d;
-  d.s = State(attest_plan(Plan::Attest::required));
-  to_privileges(d);
+  Driver d = attesting(Plan::Attest::required);
   CHECK(d.s.stage == Stage::attesting);
   CHECK(has(d.last, F::attest));
   CHECK_FALSE(has(d.last, F::spawn_payload));
@@ -506,18 +508,14 @@ TEST_CASE("attestation required: the payload waits for an affirming verdict", "[
 }
 
 TEST_CASE("attestation required: a warning lets the payload run", "[boot][attest]") {
-  Driver d;
-  d.s = State(attest_plan(Plan::Attest::required));
-  to_privileges(d);
+  Driver d = attesting(Plan::Attest::required);
   d.on(verdict(Verdict::warning, "kernel: no expected value"));
   CHECK(has(d.last, F::spawn_payload));
 }
 
 TEST_CASE("attestation required: contraindicated → lockdown, quarantined, payload never started",
           "[boot][attest]") {
-  Driver d;
-  d.s = State(attest_plan(Plan::Attest::required));
-  to_privileges(d);
+  Driver d = attesting(Plan::Attest::required);
   d.on(verdict(Verdict::contraindicated, "payload differs"));
   CHECK(has(d.last, F::apply_lockdown));
   CHECK(d.s.stage == Stage::quarantined);
@@ -530,18 +528,14 @@ TEST_CASE("attestation required: contraindicated → lockdown, quarantined, payl
 
 TEST_CASE("attestation required: no answer follows on_no_answer", "[boot][attest]") {
   SECTION("quarantine") {
-    Driver d;
-    d.s = State(attest_plan(Plan::Attest::required, true));
-    to_privileges(d);
+    Driver d = attesting(Plan::Attest::required, true);
     d.on(verdict(Verdict::no_answer, "cannot connect"));
     CHECK(has(d.last, F::apply_lockdown));
     CHECK(d.s.stage == Stage::quarantined);
     CHECK_FALSE(has(d.all, F::spawn_payload));
   }
   SECTION("continue: the payload runs, the state says degraded until an answer") {
-    Driver d;
-    d.s = State(attest_plan(Plan::Attest::required, false));
-    to_privileges(d);
+    Driver d = attesting(Plan::Attest::required, false);
     d.on(verdict(Verdict::no_answer, "cannot connect"));
     CHECK(has(d.last, F::spawn_payload));
     CHECK_FALSE(has(d.last, F::apply_lockdown));
@@ -556,9 +550,7 @@ TEST_CASE("attestation required: no answer follows on_no_answer", "[boot][attest
 
 TEST_CASE("attestation beside the payload: it starts at once; a later contraindicated quarantines",
           "[boot][attest]") {
-  Driver d;
-  d.s = State(attest_plan(Plan::Attest::beside));
-  to_privileges(d);
+  Driver d = attesting(Plan::Attest::beside);
   CHECK(d.s.stage == Stage::supervising);
   CHECK(has(d.last, F::spawn_payload));
   CHECK(has(d.last, F::attest));
@@ -591,9 +583,7 @@ TEST_CASE("SIGUSR1: attests again while supervising, not before the service rule
 }
 
 TEST_CASE("SIGTERM while attesting finishes without starting the payload", "[boot][attest]") {
-  Driver d;
-  d.s = State(attest_plan(Plan::Attest::required));
-  to_privileges(d);
+  Driver d = attesting(Plan::Attest::required);
   d.on(K::stop);
   CHECK(d.s.stage == Stage::finished);
   d.on(verdict(Verdict::affirming));  // the verdict arrives late: nothing starts

@@ -451,16 +451,21 @@ TEST_CASE("crash loop: backoff, then quarantine at the burst", "[boot]") {
   CHECK(d.status_exit() == 2);
 }
 
-TEST_CASE("an outside quarantine (attestation) stops the payload and locks down", "[boot]") {
-  Driver d;
-  d.boot();
-  d.on(K::quarantine);
+// A running payload under an outside verdict: lockdown, stopped, never restarted.
+static void locked_down_and_stopped(Driver& d) {
   CHECK(has(d.last, F::apply_lockdown));
   CHECK(has(d.last, F::terminate_payload));
   CHECK(d.s.stage == Stage::quarantined);
   d.on(K::payload_exited);
   CHECK(d.s.payload == Payload::quarantined);
   CHECK_FALSE(has(d.last, F::arm_restart));
+}
+
+TEST_CASE("an outside quarantine stops the payload and locks down", "[boot]") {
+  Driver d;
+  d.boot();
+  d.on(K::quarantine);
+  locked_down_and_stopped(d);
 }
 
 // ---- attestation ------------------------------------------------------------
@@ -556,12 +561,7 @@ TEST_CASE("attestation beside the payload: it starts at once; a later contraindi
   CHECK(has(d.last, F::attest));
   d.on(K::payload_spawned);
   d.on(verdict(Verdict::contraindicated, "ruleset differs"));
-  CHECK(has(d.last, F::apply_lockdown));
-  CHECK(has(d.last, F::terminate_payload));
-  CHECK(d.s.stage == Stage::quarantined);
-  d.on(K::payload_exited);
-  CHECK(d.s.payload == Payload::quarantined);
-  CHECK_FALSE(has(d.last, F::arm_restart));
+  locked_down_and_stopped(d);
 }
 
 TEST_CASE("SIGUSR1: attests again while supervising, not before the service ruleset", "[boot][attest]") {

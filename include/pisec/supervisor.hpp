@@ -143,5 +143,8 @@ std::vector<std::string> kept_capabilities();
 // Drops every other capability and sets no_new_privs. Returns a short
 // description for the log, or throws std::runtime_error naming the step.
 std::string drop_privileges();
+// Empties this process's permitted, effective and inheritable sets (for a
+// helper that needs none, e.g. `pisecd attest` run by the daemon). Throws.
+void drop_all_capabilities();
 
 }  // namespace pisec::supervisor

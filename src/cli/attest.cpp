@@ -34,6 +34,7 @@
 #include "pisec/firewall.hpp"
 #include "pisec/formats.hpp"
 #include "pisec/gates/clock.hpp"
+#include "pisec/supervisor.hpp"
 #include "pisec/util.hpp"
 #include "pisec/version.hpp"
 
@@ -173,6 +174,14 @@ int cmd_attest(const Args& in) {
     else std::cerr << "pisecd attest: " << why << '\n';
     return 3;
   };
+  // It reads root's files as their owner and opens one outgoing connection:
+  // no capability serves that, and the TLS exchange with an outside server
+  // should hold none (the daemon that runs it keeps a few).
+  try {
+    supervisor::drop_all_capabilities();
+  } catch (const std::exception& e) {
+    return nothing(e.what());
+  }
   auto loaded = load_config(path);
   if (!loaded) return nothing("the configuration " + path + " does not load");
   const config::Config& cfg = *loaded;

@@ -57,4 +57,10 @@ std::string drop_privileges() {
          ", no_new_privs set";
 }
 
+void drop_all_capabilities() {
+  std::unique_ptr<std::remove_pointer_t<cap_t>, decltype(&cap_free)> none(cap_init(), &cap_free);
+  if (!none || cap_set_proc(none.get()) != 0)
+    throw std::runtime_error(std::string("dropping every capability: ") + std::strerror(errno));
+}
+
 }  // namespace pisec::supervisor

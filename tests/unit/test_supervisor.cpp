@@ -169,3 +169,42 @@ TEST_CASE("the prober: HTTP 2xx passes, 5xx and refusals fail, a silent server t
   CHECK_FALSE(refused.first);
   CHECK_THAT(refused.second, Catch::StartsWith("connect: "));
 }
+
+// ---- drop_all_capabilities: in a child, so the test process keeps its own ----
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+
+namespace {
+// The CapPrm/CapEff/CapInh line of this process, e.g. "0000000000000000".
+std::string cap_line(const std::string& key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key + ":", 0) == 0) return line.substr(line.find_first_not_of(" \t", key.size() + 1));
+  return "missing";
+}
+}  // namespace
+
+TEST_CASE("drop_all_capabilities leaves no capability in any set", "[supervisor]") {
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    int bad = 0;
+    try {
+      pisec::supervisor::drop_all_capabilities();
+    } catch (...) {
+      _exit(10);
+    }
+    for (const char* k : {"CapPrm", "CapEff", "CapInh"})
+      if (cap_line(k) != "0000000000000000") ++bad;
+    _exit(bad);
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+}

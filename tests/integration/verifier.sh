@@ -8,48 +8,20 @@
 # exactly once, `log verify` passes, reports/s printed; one byte changed in a
 # log row with sqlite3 → `log verify` exits 1 naming the entry.
 source "$(dirname "$0")/lib.sh.inc"
-
-VERIFIER=$PISEC_BUILD/pisec-verifier
+source "$(dirname "$0")/attest_common.bash"
 DEVICE=$FIXTURES/attest_device
 FLEET=200
 PORT=18443
 PORT_SHORT=18444  # a second server on the same store with a 1 s nonce lifetime
-for tool in openssl sqlite3 jq sha256sum; do
-  command -v "$tool" >/dev/null || { echo "FAIL: $tool missing (scripts/setup.sh installs it)" >&2; exit 1; }
-done
 cd "$T_DIR"
 
-# ---- a throwaway CA, the verifier's certificate, and a stranger CA ----
-mkca() {
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" -out "$1.pem" \
-    -subj "/CN=$1" -days 1 2>/dev/null
-}
-mkca ca
-mkca other-ca
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr \
-  -subj "/CN=verifier.test" 2>/dev/null
-printf 'subjectAltName=DNS:verifier.test,DNS:localhost\n' >san.ext
-openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 \
-  -extfile san.ext 2>/dev/null
-
-# ---- a release: files, signed manifest; keys ----
-mkdir -p rel/boot rel/srv rel/usr/sbin
-printf 'kernel\n' >rel/boot/vmlinuz-rpi
-printf 'initramfs\n' >rel/boot/initramfs-rpi
-printf 'apkovl\n' >rel/pi.apkovl.tar.gz
-printf 'payload v1\n' >rel/srv/app
-cp "$PISECD" rel/usr/sbin/pisecd
-"$PISECD" keygen -p release.pub -s release.sec >/dev/null
-"$PISECD" keygen -p verifier.pub -s verifier.sec >/dev/null
-"$PISECD" keygen -p dev.pub -s dev.sec >/dev/null
-"$PISECD" keygen -p dev2.pub -s dev2.sec >/dev/null
-"$PISECD" keygen -p stranger.pub -s stranger.sec >/dev/null
-"$PISECD" manifest create -o manifest --root rel boot pi.apkovl.tar.gz srv usr >/dev/null
-"$PISECD" manifest sign -s release.sec -m manifest >/dev/null
+# ---- a throwaway CA, the verifier's certificate, a stranger CA; a release ----
+make_test_pki
+printf 'payload v1\n' >app.txt
+make_release app.txt dev dev2 stranger
 RULESET=$(printf 'ruleset' | sha256sum | cut -d' ' -f1)
 CONFIG=$(printf 'config' | sha256sum | cut -d' ' -f1)
 
-sha() { sha256sum "$1" | cut -d' ' -f1; }
 # measurements.json as the device reports them.
 measure() {
   jq -n --arg k "$(sha rel/boot/vmlinuz-rpi)" --arg i "$(sha rel/boot/initramfs-rpi)" \
@@ -76,21 +48,8 @@ else
   ok "enroll refuses a manifest not signed by the release key"
 fi
 
-serve() {  # serve PORT TTL
-  ip netns exec "$T_NS" "$VERIFIER" serve --db "$DB" --listen "127.0.0.1:$1" --cert server.pem --key server.key \
-    --signing-key verifier.sec --nonce-ttl-s "$2" >>"verifier-$1.log" 2>&1 &
-  SERVERS+=("$!")
-  for _ in $(seq 100); do
-    ip netns exec "$T_NS" bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  cat "verifier-$1.log" >&2
-  fail "the verifier did not listen on port $1"
-  exit 1
-}
-SERVERS=()
-serve "$PORT" 60
-serve "$PORT_SHORT" 1
+serve "$PORT" 60 "verifier-$PORT.log"
+serve "$PORT_SHORT" 1 "verifier-$PORT_SHORT.log"
 
 # device [PORT] ARGS... — one attestation; its JSON line goes to device.out, its exit code is echoed.
 device() {

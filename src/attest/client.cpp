@@ -1,6 +1,8 @@
 // The device's HTTPS client for the attestation exchange (include/pisec/attest_client.hpp).
 #include <utility>  // before Boost.Asio with GCC 12 and C++20
 
+#include "../compat/openssl_asio.hpp"
+
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>

@@ -22,7 +22,7 @@ CXXFLAGS_ARM="-march=armv6 -mfpu=vfp -mfloat-abi=softfp -mthumb -Os -ffunction-s
 tarball=$(scripts/debian-source.sh re2)
 upstream=${tarball##*/re2_}
 upstream=${upstream%.orig.tar.*}
-inputs="$upstream|$CROSS|$CXXFLAGS_ARM"
+inputs="$upstream|$CROSS|$CXXFLAGS_ARM|unicode-data $(dpkg-query -W -f='${Version}' unicode-data)"
 [ -d "$LIBDIR" ] || { log "no armel sysroot at $SYSROOT: run scripts/setup.sh"; exit 1; }
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$inputs" ]; then
   log "up to date ($LIBDIR/libre2.a, RE2 $upstream)"
@@ -32,6 +32,14 @@ fi
 rm -rf "$SRC_DIR" "$STAMP"
 mkdir -p "$SRC_DIR"
 tar -xf "$tarball" -C "$SRC_DIR" --strip-components=1
+# Debian's +dfsg tarball leaves out the generated tables; make them as
+# Debian's build does, from the unicode-data package (never from the network).
+sed -i 's|^from six.moves import urllib|import urllib.request|; s|^_UNICODE_DIR = .*|_UNICODE_DIR = "/usr/share/unicode"|' \
+  "$SRC_DIR/re2/unicode.py"
+( cd "$SRC_DIR/re2" &&
+  python3 make_unicode_groups.py > unicode_groups.cc &&
+  python3 make_unicode_casefold.py > unicode_casefold.cc &&
+  perl make_perl_groups.pl > perl_groups.cc )
 log "building RE2 $upstream (ARMv6, Thumb, -Os; nice 15)"
 start=$(date +%s)
 ( cd "$SRC_DIR" && nice -n 15 make -s -j"$(nproc)" obj/libre2.a \

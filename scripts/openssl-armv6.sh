@@ -12,10 +12,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 PREFIX=$ROOT/build/openssl-armv6
 SRC_DIR=$ROOT/build/openssl-src
-SYSROOT=$ROOT/build/sysroot-armel
 
 log() { printf 'openssl-armv6: %s\n' "$*" >&2; }
-
 
 CROSS=arm-linux-gnueabi
 CFLAGS_ARM="-march=armv6 -mfpu=vfp -mfloat-abi=softfp -mthumb -Os -ffunction-sections -fdata-sections"
@@ -36,15 +34,17 @@ DISABLE=(
   no-fips no-filenames
 )
 # Options this OpenSSL version does not know are dropped below, with a note.
-# no-asm: Debian's armel libcrypto is plain C too; OpenSSL's ARM assembler
-# carries ARMv7/NEON paths that would mark the binary ARMv7.
+# no-asm: OpenSSL's ARM assembler carries ARMv7/NEON paths (built in when
+# __ARM_MAX_ARCH__ is 7, chosen at run time) that mark their objects ARMv7;
+# Debian's armel libcrypto was plain C but for P-256.
+EXTRA=(--openssldir=/etc/ssl -DOPENSSL_SMALL_FOOTPRINT)  # Alpine's CA directory
 
 # --- the source: Debian's orig tarball (scripts/debian-source.sh), kept under build/ ---
 tarball=$(scripts/debian-source.sh openssl)
 upstream=${tarball##*/openssl_}
 upstream=${upstream%.orig.tar.*}
 
-inputs="$upstream|$CROSS|$CFLAGS_ARM|${DISABLE[*]}"
+inputs="$upstream|$CROSS|$CFLAGS_ARM|${DISABLE[*]}|${EXTRA[*]}"
 if [ -f "$PREFIX/.stamp" ] && [ "$(cat "$PREFIX/.stamp")" = "$inputs" ]; then
   log "up to date ($PREFIX, OpenSSL $upstream)"
   exit 0
@@ -60,9 +60,10 @@ for opt in "${DISABLE[@]}"; do
   if grep -qE "\"${opt#no-}\"|qw\(.*\b${opt#no-}\b" "$SRC_DIR/Configure"; then known+=("$opt"); else log "Configure does not know $opt (ignored)"; fi
 done
 log "configuring OpenSSL $upstream for linux-armv4 (ARMv6, Thumb, -Os)"
+# shellcheck disable=SC2086  # CFLAGS_ARM is a word list on purpose
 ( cd "$SRC_DIR" &&
   ./Configure linux-armv4 --cross-compile-prefix="$CROSS-" --prefix="$PREFIX.tmp" --libdir=lib \
-      --openssldir=/etc/ssl "${known[@]}" $CFLAGS_ARM -DOPENSSL_SMALL_FOOTPRINT >/dev/null )
+      "${EXTRA[@]}" "${known[@]}" $CFLAGS_ARM >/dev/null )
 log "building ($(nproc) jobs, nice 15)"
 start=$(date +%s)
 ( cd "$SRC_DIR" && nice -n 15 make -s -j"$(nproc)" build_libs >/dev/null && make -s install_dev >/dev/null )

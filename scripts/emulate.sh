@@ -341,6 +341,7 @@ else
 fi
 printf 'pisecd VmRSS %s kB (peak VmHWM %s kB), Private_Dirty %s kB, Pss %s kB, %s threads\n' \
   "$(res pisecd_VmRSS_kB)" "$(res pisecd_VmHWM_kB)" "$(res pisecd_Private_Dirty_kB)" "$(res pisecd_Pss_kB)" "$(res pisecd_threads)"
+printf 'pisecd largest private dirty mappings (kB:mapping): %s\n' "$(res pisecd_smaps_top)"
 printf 'guest MemAvailable while running: %s kB of 512 MB\n' "$(res mem_available_kB)"
 printf 'emulation step: %d s\n' $((SECONDS - T_START))
 

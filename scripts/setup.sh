@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SYSROOT=$ROOT/build/sysroot-armel
-STAMP_VERSION=4
+STAMP_VERSION=6
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -28,10 +28,13 @@ HOST_PACKAGES=(
   libseccomp-dev libcap-dev libnftnl-dev libmnl-dev libboost1.74-dev libssl-dev
   libc-ares-dev libre2-dev catch2 libtomlplusplus-dev nlohmann-json3-dev
   libsqlite3-dev sqlite3 openssl                     # pisec-verifier: its store, the log-tamper test, the test CA
+  unicode-data                                       # RE2's Unicode tables, built from Debian's source for armv6
 )
 # armel (ARMv5TE-baseline) -dev packages unpacked into the sysroot; static
 # archives only are linked. Runtime packages carry nothing we link statically.
-ARMEL_PACKAGES=(libssl-dev libseccomp-dev libcap-dev libnftnl-dev libc-ares-dev libre2-dev)
+# OpenSSL and RE2 are not among them: scripts/openssl-armv6.sh and
+# scripts/re2-armv6.sh build smaller ones from Debian's source (at the end).
+ARMEL_PACKAGES=(libseccomp-dev libcap-dev libnftnl-dev libc-ares-dev)
 # bookworm's libmnl-dev has no libmnl.a: the trixie package does.
 TRIXIE_ARMEL_PACKAGES=(libmnl-dev)
 
@@ -79,14 +82,15 @@ check_compiler arm-linux-gnueabi-gcc "-march=armv6 -static" "needs libc6-dev-arm
 stamp_content="$STAMP_VERSION ${ARMEL_PACKAGES[*]} ${TRIXIE_ARMEL_PACKAGES[*]}"
 if [ -f "$SYSROOT/.stamp" ] && [ "$(cat "$SYSROOT/.stamp")" = "$stamp_content" ]; then
   log "armel sysroot up to date ($SYSROOT)"
-  exit 0
+  scripts/re2-armv6.sh
+  exec scripts/openssl-armv6.sh
 fi
 
 if ! dpkg --print-foreign-architectures | grep -qx armel; then
   log "adding the armel architecture"
   as_root dpkg --add-architecture armel
   as_root apt-get update -qq
-elif ! apt-cache show libssl-dev:armel >/dev/null 2>&1; then
+elif ! apt-cache show libseccomp-dev:armel >/dev/null 2>&1; then
   as_root apt-get update -qq
 fi
 
@@ -125,10 +129,12 @@ done
 # Dev packages point their .so symlinks at runtime packages we did not unpack;
 # drop them so nothing can link dynamically by accident.
 find "$SYSROOT.tmp" -name '*.so' -type l -delete
-for lib in libssl.a libcrypto.a libseccomp.a libcap.a libnftnl.a libmnl.a libcares.a libre2.a; do
+for lib in libseccomp.a libcap.a libnftnl.a libmnl.a libcares.a; do
   [ -f "$SYSROOT.tmp/usr/lib/arm-linux-gnueabi/$lib" ] || { log "armel sysroot lacks $lib"; exit 1; }
 done
 echo "$stamp_content" > "$SYSROOT.tmp/.stamp"
 rm -rf "$SYSROOT"
 mv "$SYSROOT.tmp" "$SYSROOT"
 log "armel sysroot ready ($SYSROOT)"
+scripts/re2-armv6.sh
+exec scripts/openssl-armv6.sh

@@ -1,6 +1,8 @@
 // The device's HTTPS client for the attestation exchange (include/pisec/attest_client.hpp).
 #include <utility>  // before Boost.Asio with GCC 12 and C++20
 
+#include "../compat/openssl_asio.hpp"
+
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
@@ -82,8 +84,15 @@ Client::Client(const Url& url, const std::string& ca_file, std::chrono::seconds 
     if (!literal) {  // an IP literal needs no lookup (nor glibc's NSS in a static binary)
       lowest.connect(tcp::endpoint(address, static_cast<std::uint16_t>(std::stoi(url.port))));
     } else {
+#if defined(PISEC_NO_GETADDRINFO)
+      // The static build links no getaddrinfo (it would load NSS modules that
+      // do not exist on the device): pisecd attest resolves with c-ares and
+      // passes an address.
+      throw NoAnswer("verifier " + url.host + ": \"" + where + "\" is not an IP address");
+#else
       tcp::resolver resolver(s.io);
       lowest.connect(resolver.resolve(where, url.port));
+#endif
     }
     s.stream->handshake(ssl::stream_base::client);
   } catch (const boost::system::system_error& e) {

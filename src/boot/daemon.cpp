@@ -8,6 +8,7 @@
 // wakeups at all while the payload runs.
 #include <utility>  // before Boost.Asio with GCC 12 and C++20
 
+#include <malloc.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/wait.h>
@@ -332,6 +333,10 @@ class Daemon : public Host {
     }
     event(std::string(c.name) + ": started, pid " + std::to_string(c.pid));
     post(make(c.spawned, true));
+    // The boot sequence is behind us (gates, rulesets): give the pages of
+    // what it freed back to the kernel, not only the top of the heap. The
+    // daemon may now idle for months on a board with 256 MB.
+    if (&c == &payload_) ::malloc_trim(0);
   }
 
   // SIGTERM (inside the sandbox), SIGKILL when the grace period is over.

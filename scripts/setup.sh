@@ -28,6 +28,7 @@ HOST_PACKAGES=(
   libseccomp-dev libcap-dev libnftnl-dev libmnl-dev libboost1.74-dev libssl-dev
   libc-ares-dev libre2-dev catch2 libtomlplusplus-dev nlohmann-json3-dev
   libsqlite3-dev sqlite3 openssl                     # pisec-verifier: its store, the log-tamper test, the test CA
+  chromium fonts-dejavu-core                         # verifier_fleet: the fleet page rendered headless (DOM, screenshot)
 )
 # armel (ARMv5TE-baseline) -dev packages unpacked into the sysroot; static
 # archives only are linked. Runtime packages carry nothing we link statically.

@@ -439,3 +439,24 @@ TEST_CASE("the admin token file: one line of 16+ printable characters, not open 
   CHECK_THROWS_WITH(v::load_admin_token(path), Catch::Contains("chmod 600"));
   CHECK_THROWS_WITH(v::load_admin_token((t.dir / "missing").string()), Catch::Contains("cannot read"));
 }
+
+TEST_CASE("a revoked device's own signed report is filed as its word; a stranger's is not") {
+  TempDb t;
+  v::Store s(t.path());
+  Fleet f;
+  f.enroll(s);
+  s.revoke("pi-1");
+  auto own = f.send(s, f.report(f.nonce(s, 100)), 101);
+  CHECK(own.status == a::Status::contraindicated);
+  CHECK(mentions(own, "device pi-1 is revoked"));
+  auto copied = c::generate_keypair().sec;
+  copied.keynum = f.device.sec.keynum;
+  CHECK(f.send(s, f.report(f.nonce(s, 100)), 102, &copied).status == a::Status::contraindicated);
+  const auto all = s.decisions();
+  REQUIRE(all.size() == 2);
+  CHECK(all[0].authenticated == std::optional<bool>(true));
+  CHECK(all[1].authenticated == std::optional<bool>(false));
+  REQUIRE(s.last_authenticated().size() == 1);
+  CHECK(s.last_authenticated()[0].id == all[0].id);
+  CHECK(s.unauthenticated_count() == 1);
+}

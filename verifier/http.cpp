@@ -176,8 +176,8 @@ std::string fleet_page(Store& store, std::int64_t now) {
   const auto refused = store.recent_unauthenticated(refused_rows);
   h += "<h2>Refused reports not signed by the enrolled key</h2>\n<p id=\"refused-count\">" +
        std::to_string(refused_count) +
-       " refused (a key not enrolled, a bad signature, a revoked device); the device named is only "
-       "what the report claims.";
+       " refused (a key not enrolled, or a signature the enrolled key does not verify); the "
+       "device named is only what the report claims.";
   if (refused_count > static_cast<std::int64_t>(refused.size()))
     h += " The newest " + std::to_string(refused.size()) + " below.";
   h += "</p>\n";

@@ -45,9 +45,9 @@ struct Decision {
   std::string prev_sha256;
   std::string sha256;
   // true: the report's signature verified under the enrolled key of
-  // device_id, so the entry is that device's word. false: anyone's (a key not
-  // enrolled, whose device_id is only claimed; a copied keynum with a bad
-  // signature; a revoked device). nullopt: recorded before schema version 2.
+  // device_id (revoked or not), so the entry is that device's word. false:
+  // anyone's (a key not enrolled, whose device_id is only claimed; a copied
+  // keynum with a bad signature). nullopt: recorded before schema version 2.
   std::optional<bool> authenticated;
 };
 // sha256 (hex) of the entry's canonical JSON, its id and prev_sha256 included
@@ -94,7 +94,7 @@ class Store {
   // its state as far as the verifier knows. A forged report never shows here.
   std::vector<Decision> last_authenticated();
   // The newest `limit` decisions on reports not signed by the enrolled key (a
-  // key not enrolled, a bad signature, a revoked device), newest first, and
+  // key not enrolled, a bad signature), newest first, and
   // their count. Entries from before schema version 2 are in neither list.
   std::vector<Decision> recent_unauthenticated(std::size_t limit);
   std::int64_t unauthenticated_count();

@@ -195,4 +195,7 @@ PY
 
 "$VERIFIER" log verify --db "$DB" | tee verify.out
 check "the decision log still verifies" grep -q 'chain intact' verify.out
+stopped=0
+for pid in "${SERVERS[@]}"; do kill -TERM "$pid" && wait "$pid" && stopped=$((stopped + 1)); done
+check "both verifiers stop cleanly on SIGTERM" test "$stopped" = 2
 finish

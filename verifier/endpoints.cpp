@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pisec/util.hpp"
 #include "pisec/verifier.hpp"
 
 namespace pisec::verifier {
@@ -11,7 +12,11 @@ namespace {
 using json = nlohmann::json;
 using attest::Status;
 
-Answer error_answer(int code, const std::string& why) { return {code, json{{"error", why}}.dump()}; }
+// `why` may quote bytes of the request (a parser's message): made valid
+// UTF-8 first, or the JSON dump throws and a 400 becomes a 500.
+Answer error_answer(int code, const std::string& why) {
+  return {code, json{{"error", text::valid_utf8(why)}}.dump()};
+}
 
 // The nonce to echo in a refusal: the report's, read without trusting it
 // (a contraindicated answer grants nothing, and lets the device match it).

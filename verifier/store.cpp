@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pisec/util.hpp"
 #include "pisec/verifier.hpp"
 
 namespace pisec::verifier {
@@ -345,6 +346,9 @@ Decision Store::record(const std::string& device_id, const std::string& nonce, N
   d.status = std::string(attest::status_name(status));
   d.nonce = nonce;
   d.differences = std::move(differences);
+  // A difference may quote a report's bytes: valid UTF-8, or neither the
+  // JSON column nor the digest can be written and the decision is lost.
+  for (auto& x : d.differences) x = text::valid_utf8(x);
   d.authenticated = origin == Origin::enrolled_key;
   Stmt ins(db_,
            "INSERT INTO decisions (device_id, at, status, nonce, differences, prev_sha256, sha256, authenticated) "

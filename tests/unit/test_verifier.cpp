@@ -460,3 +460,27 @@ TEST_CASE("a revoked device's own signed report is filed as its word; a stranger
   CHECK(s.last_authenticated()[0].id == all[0].id);
   CHECK(s.unauthenticated_count() == 1);
 }
+
+TEST_CASE("bytes that are not UTF-8 in a refused request or a difference never turn into a 500") {
+  // Found by fuzz_verifier: a signature blob whose algorithm bytes are not
+  // UTF-8 is quoted in the parser's message; dumping that as JSON threw.
+  TempDb t;
+  v::Store s(t.path());
+  Fleet f;
+  f.enroll(s);
+  json env = json::parse(a::seal_report(f.report(f.nonce(s, 100)), f.device.sec));
+  std::vector<std::uint8_t> blob(74, 0x41);
+  blob[0] = 0x47;
+  blob[1] = 0x9e;
+  env["signature"] = c::base64_encode(blob.data(), blob.size());
+  auto r = v::handle({"POST", "/v1/evidence", "", env.dump()}, s, f.settings, 101);
+  CHECK(r.status == 400);
+  const json body = json::parse(r.body);
+  CHECK_THAT(body["error"].get<std::string>(), Catch::Contains("algorithm \"G\xEF\xBF\xBD\""));
+
+  auto d = s.record("pi-1", std::string(64, 'a'), v::NonceUse::none, 102, a::Status::contraindicated,
+                    {"report refused: \xff\xfe"}, v::Origin::enrolled_key);
+  CHECK(d.differences.at(0) == "report refused: \xEF\xBF\xBD\xEF\xBF\xBD");
+  CHECK(s.decisions().at(0).differences == d.differences);
+  CHECK(s.verify_log().empty());
+}

@@ -29,6 +29,7 @@ HOST_PACKAGES=(
   libc-ares-dev libre2-dev catch2 libtomlplusplus-dev nlohmann-json3-dev
   libsqlite3-dev sqlite3 openssl                     # pisec-verifier: its store, the log-tamper test, the test CA
   unicode-data                                       # RE2's Unicode tables, built from Debian's source for armv6
+  chromium fonts-dejavu-core                         # verifier_fleet: the fleet page rendered headless (DOM, screenshot)
 )
 # armel (ARMv5TE-baseline) -dev packages unpacked into the sysroot; static
 # archives only are linked. Runtime packages carry nothing we link statically.

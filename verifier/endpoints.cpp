@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pisec/util.hpp"
 #include "pisec/verifier.hpp"
 
 namespace pisec::verifier {
@@ -11,7 +12,11 @@ namespace {
 using json = nlohmann::json;
 using attest::Status;
 
-Answer error_answer(int code, const std::string& why) { return {code, json{{"error", why}}.dump()}; }
+// `why` may quote bytes of the request (a parser's message): made valid
+// UTF-8 first, or the JSON dump throws and a 400 becomes a 500.
+Answer error_answer(int code, const std::string& why) {
+  return {code, json{{"error", text::valid_utf8(why)}}.dump()};
+}
 
 // The nonce to echo in a refusal: the report's, read without trusting it
 // (a contraindicated answer grants nothing, and lets the device match it).
@@ -21,12 +26,20 @@ std::string claimed(const std::string& text, const char* key) {
   return {};
 }
 
+constexpr std::string_view differs_marker = ": sha256 expected ";
+
 void compare(const std::string& what, const std::string& expected, const std::string& got,
              std::vector<std::string>& contra) {
-  if (expected != got) contra.push_back(what + ": sha256 expected " + expected + ", got " + got);
+  if (expected != got) contra.push_back(what + std::string(differs_marker) + expected + ", got " + got);
 }
 
 }  // namespace
+
+std::optional<std::string> differing_measurement(std::string_view difference) {
+  const auto at = difference.find(differs_marker);
+  if (at == std::string_view::npos || at == 0) return std::nullopt;
+  return std::string(difference.substr(0, at));
+}
 
 Answer challenge(Store& store, const Settings& s, std::string_view body, std::int64_t now) {
   json j = json::parse(body, nullptr, false);
@@ -61,6 +74,7 @@ Answer evidence(Store& store, const Settings& s, std::string_view body, std::int
   std::string device_id = claimed(env.text, "device_id");
   if (!attest::valid_device_id(device_id)) device_id = "(unknown)";
   NonceUse use = NonceUse::none;
+  Origin origin = Origin::unverified;  // until the enrolled key has checked the signature
 
   const auto dev = store.device_by_keynum(crypto::keynum_hex(env.signature.keynum));
   std::optional<attest::Report> report;
@@ -69,11 +83,17 @@ Answer evidence(Store& store, const Settings& s, std::string_view body, std::int
   } else if (dev->revoked) {
     device_id = dev->id;
     contra.push_back("device " + dev->id + " is revoked");
+    try {  // refused either way; checked only so the refusal is filed as the device's own word or not
+      attest::check_signature(env, crypto::parse_public_key(dev->pubkey, "enrolled key of " + dev->id));
+      origin = Origin::enrolled_key;
+    } catch (const std::exception&) {
+    }
   } else {
     device_id = dev->id;
     try {
       const auto key = crypto::parse_public_key(dev->pubkey, "enrolled key of " + dev->id);
       attest::check_signature(env, key);
+      origin = Origin::enrolled_key;
       report = attest::parse_report(env.text);
     } catch (const std::exception& e) {
       contra.push_back(std::string("report refused: ") + e.what());
@@ -110,8 +130,7 @@ Answer evidence(Store& store, const Settings& s, std::string_view body, std::int
   Status status = !contra.empty() ? Status::contraindicated : !warn.empty() ? Status::warning : Status::affirming;
   std::vector<std::string> differences = contra;
   differences.insert(differences.end(), warn.begin(), warn.end());
-  Decision d = store.record(device_id, res.nonce, use, now, status,
-                            std::move(differences));
+  Decision d = store.record(device_id, res.nonce, use, now, status, std::move(differences), origin);
   res.status = *attest::parse_status(d.status);
   res.differences = d.differences;
   return {200, attest::seal_result(res, s.signing_key)};

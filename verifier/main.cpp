@@ -19,7 +19,7 @@ constexpr const char* usage =
     "       pisec-verifier list --db DB\n"
     "       pisec-verifier log verify --db DB\n"
     "       pisec-verifier serve --db DB --listen ADDR:PORT --cert PEM --key PEM --signing-key SIGNIFY_SEC\n"
-    "                            [--nonce-ttl-s 60] [--verifier-id NAME]\n";
+    "                            [--nonce-ttl-s 60] [--verifier-id NAME] [--admin-token-file FILE]\n";
 
 struct Usage : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -87,7 +87,7 @@ int enroll(const std::map<std::string, std::string>& o) {
 
 int list(v::Store& store) {
   std::map<std::string, v::Decision> last;
-  for (auto& d : store.decisions()) last[d.device_id] = d;
+  for (auto& d : store.last_authenticated()) last[d.device_id] = d;  // never a forged report's verdict
   for (const auto& d : store.devices()) {
     std::cout << d.id << "\tkey " << d.keynum << (d.revoked ? "\trevoked" : "\tenrolled") << "\tmanifest "
               << d.manifest_sha256.substr(0, 12);
@@ -124,6 +124,7 @@ int serve(const std::map<std::string, std::string>& o) {
   if (o.contains("--nonce-ttl-s")) s.settings.nonce_ttl_s = std::stoll(o.at("--nonce-ttl-s"));
   if (s.settings.nonce_ttl_s < 1 || s.settings.nonce_ttl_s > 3600) throw Usage("--nonce-ttl-s must be 1..3600");
   if (o.contains("--verifier-id")) s.settings.verifier_id = o.at("--verifier-id");
+  if (o.contains("--admin-token-file")) s.settings.admin_token = v::load_admin_token(o.at("--admin-token-file"));
   return v::serve(s);
 }
 
@@ -158,7 +159,8 @@ int main(int argc, char** argv) {
     }
     if (cmd == "serve")
       return serve(options(argc, argv, 2,
-                           {"--db", "--listen", "--cert", "--key", "--signing-key", "--nonce-ttl-s", "--verifier-id"}));
+                           {"--db", "--listen", "--cert", "--key", "--signing-key", "--nonce-ttl-s", "--verifier-id",
+                            "--admin-token-file"}));
     std::cerr << usage;
     return 2;
   } catch (const Usage& e) {

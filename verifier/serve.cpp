@@ -50,20 +50,12 @@ struct OpenCount {
   std::size_t& count;
 };
 
-Answer route(Server& s, const http::request<http::string_body>& req) {
-  if (req.method() != http::verb::post) return {405, R"({"error":"only POST"})"};
-  try {
-    if (req.target() == "/v1/challenge") return challenge(s.store, s.opt.settings, req.body(), unix_now());
-    if (req.target() == "/v1/evidence") {
-      Answer a = evidence(s.store, s.opt.settings, req.body(), unix_now());
-      if (a.http_status == 200) ++s.decisions;
-      return a;
-    }
-  } catch (const std::exception& e) {
-    std::cerr << "pisec-verifier: " << req.target() << ": " << e.what() << '\n';
-    return {500, R"({"error":"internal error"})"};
-  }
-  return {404, R"({"error":"no such endpoint"})"};
+Response route(Server& s, const http::request<http::string_body>& req) {
+  Request r{std::string(req.method_string()), std::string(req.target()),
+            std::string(req[http::field::authorization]), req.body()};
+  Response a = handle(r, s.store, s.opt.settings, unix_now());
+  if (a.status == 200 && r.target == "/v1/evidence") ++s.decisions;
+  return a;
 }
 
 awaitable<void> session(Server& s, tcp::socket socket) {
@@ -99,10 +91,11 @@ awaitable<void> session(Server& s, tcp::socket socket) {
       break;
     }
     const auto& req = parser.get();
-    Answer a = route(s, req);
-    http::response<http::string_body> res{static_cast<http::status>(a.http_status), req.version()};
+    Response a = route(s, req);
+    http::response<http::string_body> res{static_cast<http::status>(a.status), req.version()};
     res.set(http::field::server, "pisec-verifier");
-    res.set(http::field::content_type, "application/json");
+    res.set(http::field::content_type, a.content_type);
+    for (const auto& [name, value] : a.headers) res.set(name, value);
     res.keep_alive(req.keep_alive());
     res.body() = std::move(a.body);
     res.prepare_payload();

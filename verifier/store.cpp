@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pisec/util.hpp"
 #include "pisec/verifier.hpp"
 
 namespace pisec::verifier {
@@ -132,6 +133,12 @@ INSERT INTO chain_head VALUES (1, 0, ')sql"
     "0000000000000000000000000000000000000000000000000000000000000000"
     R"sql(');
 )sql",
+    // 2: whether the decided report was signed by the enrolled key of the
+    // device it is filed under (NULL for the entries before).
+    R"sql(
+ALTER TABLE decisions ADD COLUMN authenticated INTEGER;
+CREATE INDEX decisions_authenticated ON decisions(authenticated, device_id, id);
+)sql",
 };
 
 Device read_device(const Stmt& q) {
@@ -150,6 +157,36 @@ Device read_device(const Stmt& q) {
 constexpr const char* device_columns =
     "SELECT id, pubkey, keynum, revoked, enrolled_at, manifest_sha256, ruleset_sha256, config_sha256 FROM devices ";
 
+constexpr const char* decision_columns =
+    "SELECT id, device_id, at, status, nonce, differences, prev_sha256, sha256, authenticated FROM decisions ";
+
+Decision read_decision(const Stmt& q) {
+  Decision d;
+  d.id = q.integer(0);
+  d.device_id = q.text(1);
+  d.at = q.integer(2);
+  d.status = q.text(3);
+  d.nonce = q.text(4);
+  auto diffs = json::parse(q.text(5), nullptr, false);
+  if (diffs.is_array())
+    for (const auto& x : diffs)
+      if (x.is_string()) d.differences.push_back(x.get<std::string>());
+      else d.differences.push_back(x.dump());
+  else
+    d.differences.push_back("\x01unreadable: " + q.text(5));  // cannot match its digest
+  d.prev_sha256 = q.text(6);
+  d.sha256 = q.text(7);
+  if (q.opt_text(8)) d.authenticated = q.integer(8) != 0;
+  return d;
+}
+
+std::vector<Decision> read_decisions(sqlite3* db, const std::string& sql) {
+  Stmt q(db, (std::string(decision_columns) + sql).c_str());
+  std::vector<Decision> out;
+  while (q.step()) out.push_back(read_decision(q));
+  return out;
+}
+
 std::optional<Device> one_device(sqlite3* db, const std::string& where, const std::string& value) {
   Stmt q(db, (std::string(device_columns) + where).c_str());
   q.bind(1, value);
@@ -160,9 +197,10 @@ std::optional<Device> one_device(sqlite3* db, const std::string& where, const st
 }  // namespace
 
 std::string entry_digest(const Decision& d) {
-  const json j = {{"id", d.id},         {"device_id", d.device_id},     {"at", d.at},
-                  {"status", d.status}, {"nonce", d.nonce},             {"differences", d.differences},
-                  {"prev", d.prev_sha256}};
+  json j = {{"id", d.id},         {"device_id", d.device_id},     {"at", d.at},
+            {"status", d.status}, {"nonce", d.nonce},             {"differences", d.differences},
+            {"prev", d.prev_sha256}};
+  if (d.authenticated) j["authenticated"] = *d.authenticated;
   const auto h = crypto::sha256(j.dump(-1, ' ', true));
   return crypto::to_hex(h.data(), h.size());
 }
@@ -274,7 +312,7 @@ void Store::add_nonce(const std::string& nonce, const std::string& device_id, st
 }
 
 Decision Store::record(const std::string& device_id, const std::string& nonce, NonceUse use, std::int64_t now,
-                       attest::Status status, std::vector<std::string> differences) {
+                       attest::Status status, std::vector<std::string> differences, Origin origin) {
   Transaction t(db_);
   if (use == NonceUse::consume) {
     Stmt q(db_, "SELECT device_id, expires_at, used FROM nonces WHERE value = ?");
@@ -308,11 +346,16 @@ Decision Store::record(const std::string& device_id, const std::string& nonce, N
   d.status = std::string(attest::status_name(status));
   d.nonce = nonce;
   d.differences = std::move(differences);
+  // A difference may quote a report's bytes: valid UTF-8, or neither the
+  // JSON column nor the digest can be written and the decision is lost.
+  for (auto& x : d.differences) x = text::valid_utf8(x);
+  d.authenticated = origin == Origin::enrolled_key;
   Stmt ins(db_,
-           "INSERT INTO decisions (device_id, at, status, nonce, differences, prev_sha256, sha256) VALUES (?, ?, ?, "
-           "?, ?, ?, '')");
+           "INSERT INTO decisions (device_id, at, status, nonce, differences, prev_sha256, sha256, authenticated) "
+           "VALUES (?, ?, ?, ?, ?, ?, '', ?)");
   ins.bind(1, d.device_id).bind(2, d.at).bind(3, d.status).bind(4, d.nonce);
-  ins.bind(5, json(d.differences).dump(-1, ' ', true)).bind(6, d.prev_sha256).step();
+  ins.bind(5, json(d.differences).dump(-1, ' ', true)).bind(6, d.prev_sha256);
+  ins.bind(7, std::int64_t{*d.authenticated ? 1 : 0}).step();
   d.id = sqlite3_last_insert_rowid(db_);
   d.sha256 = entry_digest(d);
   Stmt(db_, "UPDATE decisions SET sha256 = ? WHERE id = ?").bind(1, d.sha256).bind(2, d.id).step();
@@ -321,28 +364,21 @@ Decision Store::record(const std::string& device_id, const std::string& nonce, N
   return d;
 }
 
-std::vector<Decision> Store::decisions() {
-  Stmt q(db_, "SELECT id, device_id, at, status, nonce, differences, prev_sha256, sha256 FROM decisions ORDER BY id");
-  std::vector<Decision> out;
-  while (q.step()) {
-    Decision d;
-    d.id = q.integer(0);
-    d.device_id = q.text(1);
-    d.at = q.integer(2);
-    d.status = q.text(3);
-    d.nonce = q.text(4);
-    auto diffs = json::parse(q.text(5), nullptr, false);
-    if (diffs.is_array())
-      for (const auto& x : diffs)
-        if (x.is_string()) d.differences.push_back(x.get<std::string>());
-        else d.differences.push_back(x.dump());
-    else
-      d.differences.push_back("\x01unreadable: " + q.text(5));  // cannot match its digest
-    d.prev_sha256 = q.text(6);
-    d.sha256 = q.text(7);
-    out.push_back(std::move(d));
-  }
-  return out;
+std::vector<Decision> Store::decisions() { return read_decisions(db_, "ORDER BY id"); }
+
+std::vector<Decision> Store::last_authenticated() {
+  return read_decisions(
+      db_, "WHERE id IN (SELECT max(id) FROM decisions WHERE authenticated = 1 GROUP BY device_id) ORDER BY device_id");
+}
+
+std::vector<Decision> Store::recent_unauthenticated(std::size_t limit) {
+  return read_decisions(db_, "WHERE authenticated = 0 ORDER BY id DESC LIMIT " + std::to_string(limit));
+}
+
+std::int64_t Store::unauthenticated_count() {
+  Stmt q(db_, "SELECT count(*) FROM decisions WHERE authenticated = 0");
+  q.step();
+  return q.integer(0);
 }
 
 std::vector<std::string> Store::verify_log() {

@@ -9,6 +9,8 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "pisec/attest.hpp"
@@ -42,11 +44,19 @@ struct Decision {
   std::vector<std::string> differences;
   std::string prev_sha256;
   std::string sha256;
+  // true: the report's signature verified under the enrolled key of
+  // device_id (revoked or not), so the entry is that device's word. false:
+  // anyone's (a key not enrolled, whose device_id is only claimed; a copied
+  // keynum with a bad signature). nullopt: recorded before schema version 2.
+  std::optional<bool> authenticated;
 };
-// sha256 (hex) of the entry's canonical JSON, its id and prev_sha256 included.
+// sha256 (hex) of the entry's canonical JSON, its id and prev_sha256 included
+// (and `authenticated` when set, so entries from before it keep their digest).
 std::string entry_digest(const Decision& d);
 
 enum class NonceUse { none, consume };
+// Who the decided report is from, as far as the verifier could check.
+enum class Origin { unverified, enrolled_key };
 
 class Store {
  public:
@@ -56,7 +66,7 @@ class Store {
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
-  static constexpr int schema_version = 1;
+  static constexpr int schema_version = 2;
   int version();
 
   // Inserts or replaces the device and its expected measurements (path → sha256).
@@ -77,9 +87,17 @@ class Store {
   // contraindicated with the reason added) and is marked used; the decision is
   // appended to the chained log. Returns the entry as recorded.
   Decision record(const std::string& device_id, const std::string& nonce, NonceUse use, std::int64_t now,
-                  attest::Status status, std::vector<std::string> differences);
+                  attest::Status status, std::vector<std::string> differences, Origin origin);
 
   std::vector<Decision> decisions();
+  // Each device's newest decision on a report signed by its enrolled key:
+  // its state as far as the verifier knows. A forged report never shows here.
+  std::vector<Decision> last_authenticated();
+  // The newest `limit` decisions on reports not signed by the enrolled key (a
+  // key not enrolled, a bad signature), newest first, and
+  // their count. Entries from before schema version 2 are in neither list.
+  std::vector<Decision> recent_unauthenticated(std::size_t limit);
+  std::int64_t unauthenticated_count();
   // Problems found walking the chain, each naming an entry id; empty = intact.
   std::vector<std::string> verify_log();
 
@@ -96,6 +114,9 @@ struct Settings {
   std::string verifier_id = "pisec-verifier";
   std::int64_t nonce_ttl_s = 60;
   std::int64_t max_outstanding_nonces = 16;
+  // The fleet page (GET /) answers only with this token (Bearer, or as the
+  // password of HTTP Basic); without one it does not exist (404).
+  std::optional<std::string> admin_token;
 };
 
 struct Answer {
@@ -107,6 +128,36 @@ struct Answer {
 Answer challenge(Store& store, const Settings& s, std::string_view body, std::int64_t now);
 // POST /v1/evidence envelope → signed EAR envelope (every decision recorded).
 Answer evidence(Store& store, const Settings& s, std::string_view body, std::int64_t now);
+
+// ---- HTTP, without sockets --------------------------------------------------------
+struct Request {
+  std::string method;  // as sent: "GET", "POST", ...
+  std::string target;  // "/v1/evidence"
+  std::string authorization;  // the Authorization header's value, or empty
+  std::string body;
+};
+struct Response {
+  int status = 200;
+  std::string content_type;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // besides Content-Type
+};
+// Routes one request: POST /v1/challenge, POST /v1/evidence, GET / (the
+// fleet page). Unknown path 404, wrong method 405 (with Allow). Errors from
+// the store become 500 without detail; everything the client sent is only
+// ever shown HTML-escaped.
+Response handle(const Request& req, Store& store, const Settings& s, std::int64_t now);
+// The fleet page's HTML: every device, its last authenticated report and
+// verdict and what differs, then the refused unauthenticated attempts.
+std::string fleet_page(Store& store, std::int64_t now);
+// "&<>\"'" as entities; other bytes made valid UTF-8.
+std::string html_escape(std::string_view text);
+// The measurement a difference names when its digest differs ("payload
+// (srv/app)"), or nullopt for any other difference.
+std::optional<std::string> differing_measurement(std::string_view difference);
+// The admin token from its file: one line, 16-256 printable ASCII
+// characters, no spaces (a trailing newline is dropped). Throws Error.
+std::string load_admin_token(const std::string& path);
 
 // ---- the server -----------------------------------------------------------------
 struct ServeOptions {

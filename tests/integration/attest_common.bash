@@ -43,12 +43,12 @@ make_release() {  # make_release PAYLOAD_FILE KEY_NAME...
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
-# serve PORT TTL LOG — pisec-verifier on 127.0.0.1:PORT in $T_NS over $DB;
-# its pid is added to SERVERS.
+# serve PORT TTL LOG [OPTION...] — pisec-verifier on 127.0.0.1:PORT in $T_NS
+# over $DB, with any further serve options; its pid is added to SERVERS.
 SERVERS=()
 serve() {
   ip netns exec "$T_NS" "$VERIFIER" serve --db "$DB" --listen "127.0.0.1:$1" --cert server.pem --key server.key \
-    --signing-key verifier.sec --nonce-ttl-s "$2" >>"$3" 2>&1 &
+    --signing-key verifier.sec --nonce-ttl-s "$2" "${@:4}" >>"$3" 2>&1 &
   SERVERS+=("$!")
   for _ in $(seq 100); do
     ip netns exec "$T_NS" bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null && return 0

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "pisec/util.hpp"
 #include "pisec/verifier.hpp"
 
 namespace v = pisec::verifier;
@@ -190,7 +191,7 @@ TEST_CASE("log verify names an edited, removed or reordered entry") {
   TempDb t;
   v::Store s(t.path());
   for (int i = 0; i < 5; ++i) s.record("pi-" + std::to_string(i), std::string(64, 'a'), v::NonceUse::none, 100 + i,
-                                       a::Status::affirming, {});
+                                       a::Status::affirming, {}, v::Origin::enrolled_key);
   REQUIRE(s.verify_log().empty());
 
   SECTION("edited") {
@@ -223,4 +224,263 @@ TEST_CASE("log verify names an edited, removed or reordered entry") {
     REQUIRE(!p.empty());
     CHECK_THAT(p[0], Catch::StartsWith("entry 2:"));
   }
+}
+
+namespace {
+
+v::Request get(const std::string& target, const std::string& authorization = "") {
+  return {"GET", target, authorization, ""};
+}
+
+std::string header(const v::Response& r, const std::string& name) {
+  for (const auto& [n, value] : r.headers)
+    if (n == name) return value;
+  return {};
+}
+
+std::string basic(const std::string& user_pass) {
+  return "Basic " + c::base64_encode(reinterpret_cast<const std::uint8_t*>(user_pass.data()), user_pass.size());
+}
+
+// The <tr> of one device on the page.
+std::string row(const std::string& page, const std::string& id) {
+  const auto at = page.find("<tr data-device=\"" + id + "\">");
+  if (at == std::string::npos) return {};
+  return page.substr(at, page.find("</tr>", at) - at);
+}
+
+const std::string token = "0123456789abcdef-admin";
+
+}  // namespace
+
+TEST_CASE("routing: unknown path 404, wrong method 405 with Allow, the fleet page 404 without a token") {
+  TempDb t;
+  v::Store s(t.path());
+  Fleet f;
+  f.enroll(s);
+  CHECK(v::handle(get("/nothing"), s, f.settings, 100).status == 404);
+  CHECK(v::handle({"POST", "/v1/nothing", "", "{}"}, s, f.settings, 100).status == 404);
+  auto wrong = v::handle(get("/v1/evidence"), s, f.settings, 100);
+  CHECK(wrong.status == 405);
+  CHECK(header(wrong, "Allow") == "POST");
+  auto challenge = v::handle({"POST", "/v1/challenge", "", R"({"device_id":"pi-1"})"}, s, f.settings, 100);
+  CHECK(challenge.status == 200);
+  CHECK(challenge.content_type == "application/json");
+  CHECK(json::parse(challenge.body).contains("nonce"));
+  // No --admin-token-file: the page does not exist, whatever is presented.
+  CHECK(v::handle(get("/", "Bearer " + token), s, f.settings, 100).status == 404);
+  f.settings.admin_token = token;
+  auto post = v::handle({"POST", "/", "Bearer " + token, ""}, s, f.settings, 100);
+  CHECK(post.status == 405);
+  CHECK(header(post, "Allow") == "GET");
+}
+
+TEST_CASE("the fleet page answers only with the admin token, as Bearer or Basic password") {
+  TempDb t;
+  v::Store s(t.path());
+  Fleet f;
+  f.enroll(s);
+  f.settings.admin_token = token;
+  const std::vector<std::string> refusals = {"", "Bearer " + token.substr(1), "Bearer " + token + "x",
+                                            "Bearer", "Token " + token, basic("admin:" + token.substr(0, 10)),
+                                            basic(token), "Basic !!!!", "Basic " + token};
+  for (const std::string& refused : refusals) {
+    INFO("Authorization: " << refused);
+    auto r = v::handle(get("/", refused), s, f.settings, 100);
+    CHECK(r.status == 401);
+    CHECK_THAT(header(r, "WWW-Authenticate"), Catch::StartsWith("Basic realm="));
+    CHECK(r.body.find("pi-1") == std::string::npos);
+  }
+  const std::vector<std::string> acceptances = {"Bearer " + token, "bearer " + token, basic("admin:" + token),
+                                               basic(":" + token)};
+  for (const std::string& accepted : acceptances) {
+    INFO("Authorization: " << accepted);
+    auto r = v::handle(get("/", accepted), s, f.settings, 100);
+    REQUIRE(r.status == 200);
+    CHECK(r.content_type == "text/html; charset=utf-8");
+    CHECK(header(r, "Cache-Control") == "no-store");
+    CHECK_THAT(header(r, "Content-Security-Policy"),
+               Catch::StartsWith("default-src 'none'; style-src 'sha256-") && Catch::Contains("frame-ancestors 'none'"));
+    CHECK(header(r, "X-Content-Type-Options") == "nosniff");
+    CHECK(r.body.find("data-device=\"pi-1\"") != std::string::npos);
+  }
+}
+
+TEST_CASE("the page's style is the one the CSP hash allows, and it loads nothing else") {
+  TempDb t;
+  v::Store s(t.path());
+  Fleet f;
+  f.settings.admin_token = token;
+  auto r = v::handle(get("/", "Bearer " + token), s, f.settings, 100);
+  REQUIRE(r.status == 200);
+  const auto from = r.body.find("<style>") + 7;
+  const auto style = r.body.substr(from, r.body.find("</style>") - from);
+  const auto h = c::sha256(style);
+  CHECK_THAT(header(r, "Content-Security-Policy"), Catch::Contains("'sha256-" + c::base64_encode(h.data(), h.size()) + "'"));
+  for (const char* absent : {"<script", "src=", "href=", "url(", "@import", "<link", "<img"}) {
+    INFO(absent);
+    CHECK(r.body.find(absent) == std::string::npos);
+  }
+}
+
+TEST_CASE("the fleet page shows each device's last authenticated report; forged ones only as refused") {
+  TempDb t;
+  v::Store s(t.path());
+  Fleet f, g, h;
+  f.enroll(s);
+  g.enroll(s, "pi-2");
+  h.enroll(s, "pi-3");
+  s.revoke("pi-3");
+  const std::int64_t now = 1'700'000'000;
+
+  REQUIRE(f.send(s, f.report(f.nonce(s, now)), now + 1).status == a::Status::affirming);
+  // pi-2: its own key, a changed payload.
+  auto r2 = g.report(g.nonce(s, now, "pi-2"));
+  r2.device_id = "pi-2";
+  r2.measurements["payload"].sha256 = hex(c::sha256("evil"));
+  REQUIRE(g.send(s, r2, now + 2).status == a::Status::contraindicated);
+  // A stranger's key claims to be pi-1, with a changed payload: refused, and not pi-1's state.
+  auto stranger = c::generate_keypair();
+  auto forged = f.report(f.nonce(s, now));
+  forged.measurements["payload"].sha256 = hex(c::sha256("evil"));
+  REQUIRE(f.send(s, forged, now + 3, &stranger.sec).status == a::Status::contraindicated);
+  // pi-1's keynum copied into a stranger's signature: the signature fails, also not pi-1's state.
+  auto copied = stranger.sec;
+  copied.keynum = f.device.sec.keynum;
+  REQUIRE(f.send(s, f.report(f.nonce(s, now)), now + 4, &copied).status == a::Status::contraindicated);
+  // Markup in what a refused report carries is shown as text.
+  s.record("pi-1", std::string(64, 'b'), v::NonceUse::none, now + 5, a::Status::contraindicated,
+           {"<script>alert(1)</script> & \"quoted\" 'single'"}, v::Origin::unverified);
+
+  const std::string page = v::fleet_page(s, now + 10);
+  const auto pi1 = row(page, "pi-1"), pi2 = row(page, "pi-2"), pi3 = row(page, "pi-3");
+  INFO(page);
+  CHECK_THAT(pi1, Catch::Contains("<td class=\"at\">2023-11-14 22:13:21 UTC</td>") &&
+                      Catch::Contains("<td class=\"verdict affirming\">affirming</td>") &&
+                      Catch::Contains("<td class=\"differs\">none</td>"));
+  CHECK_THAT(pi2, Catch::Contains("<td class=\"verdict contraindicated\">contraindicated</td>") &&
+                      Catch::Contains("<td class=\"differs\"><ul><li>payload (srv/app)</li></ul></td>"));
+  CHECK_THAT(pi3, Catch::Contains("<td class=\"enrolment\">revoked</td>") &&
+                      Catch::Contains("<td class=\"at\">never</td>"));
+  CHECK_THAT(page, Catch::Contains("<p id=\"refused-count\">3 refused"));
+  CHECK_THAT(page, Catch::Contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quoted&quot; &#39;single&#39;"));
+  CHECK(page.find("<script>") == std::string::npos);
+  CHECK_THAT(page, Catch::Contains("report signed by a key not enrolled") &&
+                       Catch::Contains("report refused: "));
+  CHECK(s.verify_log().empty());
+
+  // `list` and the page agree: a forged report never becomes a device's last verdict.
+  auto last = s.last_authenticated();
+  REQUIRE(last.size() == 2);
+  CHECK(last[0].device_id == "pi-1");
+  CHECK(last[0].status == "affirming");
+  CHECK(last[1].device_id == "pi-2");
+}
+
+TEST_CASE("html_escape: markup as text, bytes made valid UTF-8, controls replaced") {
+  CHECK(v::html_escape("a<b>&\"'") == "a&lt;b&gt;&amp;&quot;&#39;");
+  CHECK(v::html_escape("\xff\x1b[31m") == "\xEF\xBF\xBD?[31m");
+  CHECK(v::html_escape("pi-1") == "pi-1");
+}
+
+TEST_CASE("differing_measurement names the measurement of a digest difference only") {
+  CHECK(v::differing_measurement("payload (srv/app): sha256 expected aa, got bb") == "payload (srv/app)");
+  CHECK(v::differing_measurement("ruleset: sha256 expected aa, got bb") == "ruleset");
+  CHECK_FALSE(v::differing_measurement("ruleset not enrolled"));
+  CHECK_FALSE(v::differing_measurement(": sha256 expected aa, got bb"));
+}
+
+TEST_CASE("a version 1 store migrates: its log still verifies, its entries are on neither list") {
+  TempDb t;
+  {
+    v::Store s(t.path());
+    sql(s, "DROP INDEX decisions_authenticated; ALTER TABLE decisions DROP COLUMN authenticated; "
+           "PRAGMA user_version = 1");
+    v::Decision d;
+    d.id = 1;
+    d.device_id = "pi-1";
+    d.at = 100;
+    d.status = "affirming";
+    d.nonce = std::string(64, 'a');
+    d.prev_sha256 = std::string(64, '0');
+    d.sha256 = v::entry_digest(d);
+    sql(s, "INSERT INTO decisions (id, device_id, at, status, nonce, differences, prev_sha256, sha256) VALUES (1, "
+           "'pi-1', 100, 'affirming', '" + d.nonce + "', '[]', '" + d.prev_sha256 + "', '" + d.sha256 + "'); "
+           "UPDATE chain_head SET last_id = 1, last_sha256 = '" + d.sha256 + "'");
+  }
+  v::Store s(t.path());
+  CHECK(s.version() == 2);
+  CHECK(s.verify_log().empty());
+  CHECK_FALSE(s.decisions().at(0).authenticated.has_value());
+  CHECK(s.last_authenticated().empty());
+  CHECK(s.unauthenticated_count() == 0);
+  s.record("pi-1", std::string(64, 'c'), v::NonceUse::none, 101, a::Status::affirming, {}, v::Origin::enrolled_key);
+  CHECK(s.verify_log().empty());
+  // The new flag is inside the digest: flipping it is an edit.
+  sql(s, "UPDATE decisions SET authenticated = 0 WHERE id = 2");
+  REQUIRE(s.verify_log().size() == 1);
+  CHECK_THAT(s.verify_log()[0], Catch::StartsWith("entry 2: edited"));
+}
+
+TEST_CASE("the admin token file: one line of 16+ printable characters, not open to every user") {
+  TempDb t;
+  const auto path = (t.dir / "token").string();
+  auto write = [&](const std::string& text, fs::perms p) {
+    pisec::util::write_file_atomic(path, text, 0600);
+    fs::permissions(path, p);
+  };
+  write(token + "\n", fs::perms::owner_read | fs::perms::owner_write);
+  CHECK(v::load_admin_token(path) == token);
+  write("short\n", fs::perms::owner_read);
+  CHECK_THROWS_WITH(v::load_admin_token(path), Catch::Contains("16-256 printable"));
+  write("with a space in the token\n", fs::perms::owner_read);
+  CHECK_THROWS_WITH(v::load_admin_token(path), Catch::Contains("16-256 printable"));
+  write(token + "\n", fs::perms::owner_read | fs::perms::others_read);
+  CHECK_THROWS_WITH(v::load_admin_token(path), Catch::Contains("chmod 600"));
+  CHECK_THROWS_WITH(v::load_admin_token((t.dir / "missing").string()), Catch::Contains("cannot read"));
+}
+
+TEST_CASE("a revoked device's own signed report is filed as its word; a stranger's is not") {
+  TempDb t;
+  v::Store s(t.path());
+  Fleet f;
+  f.enroll(s);
+  s.revoke("pi-1");
+  auto own = f.send(s, f.report(f.nonce(s, 100)), 101);
+  CHECK(own.status == a::Status::contraindicated);
+  CHECK(mentions(own, "device pi-1 is revoked"));
+  auto copied = c::generate_keypair().sec;
+  copied.keynum = f.device.sec.keynum;
+  CHECK(f.send(s, f.report(f.nonce(s, 100)), 102, &copied).status == a::Status::contraindicated);
+  const auto all = s.decisions();
+  REQUIRE(all.size() == 2);
+  CHECK(all[0].authenticated == std::optional<bool>(true));
+  CHECK(all[1].authenticated == std::optional<bool>(false));
+  REQUIRE(s.last_authenticated().size() == 1);
+  CHECK(s.last_authenticated()[0].id == all[0].id);
+  CHECK(s.unauthenticated_count() == 1);
+}
+
+TEST_CASE("bytes that are not UTF-8 in a refused request or a difference never turn into a 500") {
+  // Found by fuzz_verifier: a signature blob whose algorithm bytes are not
+  // UTF-8 is quoted in the parser's message; dumping that as JSON threw.
+  TempDb t;
+  v::Store s(t.path());
+  Fleet f;
+  f.enroll(s);
+  json env = json::parse(a::seal_report(f.report(f.nonce(s, 100)), f.device.sec));
+  std::vector<std::uint8_t> blob(74, 0x41);
+  blob[0] = 0x47;
+  blob[1] = 0x9e;
+  env["signature"] = c::base64_encode(blob.data(), blob.size());
+  auto r = v::handle({"POST", "/v1/evidence", "", env.dump()}, s, f.settings, 101);
+  CHECK(r.status == 400);
+  const json body = json::parse(r.body);
+  CHECK_THAT(body["error"].get<std::string>(), Catch::Contains("algorithm \"G\xEF\xBF\xBD\""));
+
+  auto d = s.record("pi-1", std::string(64, 'a'), v::NonceUse::none, 102, a::Status::contraindicated,
+                    {"report refused: \xff\xfe"}, v::Origin::enrolled_key);
+  CHECK(d.differences.at(0) == "report refused: \xEF\xBF\xBD\xEF\xBF\xBD");
+  CHECK(s.decisions().at(0).differences == d.differences);
+  CHECK(s.verify_log().empty());
 }

@@ -325,3 +325,22 @@ TEST_CASE("binds go on top of the fresh /tmp, parents before children", "[sandbo
   CHECK(at("/usr") < at("/tmp/boot"));
   CHECK(at("/tmp/boot") < at("/tmp/boot/app-data"));
 }
+
+TEST_CASE("max_memory: the cgroup2 mount and the daemon's own cgroup are read from /proc", "[sandbox]") {
+  using pisec::sandbox::cgroup2_mount_point;
+  using pisec::sandbox::cgroup2_own_path;
+  // A hybrid host: v1 controllers, and a v2 hierarchy at .../unified.
+  const std::string hybrid =
+      "30 25 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n"
+      "35 30 0:31 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+      "31 30 0:27 / /sys/fs/cgroup/unified rw,relatime shared:7 - cgroup2 cgroup2 rw\n";
+  CHECK(cgroup2_mount_point(hybrid) == "/sys/fs/cgroup/unified");
+  CHECK(cgroup2_mount_point("36 25 0:30 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n") == "/sys/fs/cgroup");
+  // A bind of a subtree is not the hierarchy's root: not used.
+  CHECK_FALSE(cgroup2_mount_point("40 25 0:30 /sub /mnt/cg rw - cgroup2 cgroup2 rw\n").has_value());
+  CHECK_FALSE(cgroup2_mount_point(hybrid.substr(0, hybrid.rfind("31 30"))).has_value());
+
+  CHECK(cgroup2_own_path("4:memory:/x\n0::/pisecd\n") == "/pisecd");
+  CHECK(cgroup2_own_path("0::/\n") == "/");
+  CHECK_FALSE(cgroup2_own_path("4:memory:/x\n1:name=systemd:/\n").has_value());
+}

@@ -28,7 +28,7 @@ most=0 slowest=0 bad_rc=0 samples=0
 end=$((SECONDS + 3))
 while [ $SECONDS -lt $end ]; do
   n=$(uid_procs $UID_P); [ "$n" -gt "$most" ] && most=$n
-  ms=$(status_ms); [ "$ms" -gt "$slowest" ] && slowest=$ms
+  status_timed; [ "$T_STATUS_MS" -gt "$slowest" ] && slowest=$T_STATUS_MS
   [ "$T_STATUS_RC" = 0 ] || bad_rc=$T_STATUS_RC
   samples=$((samples + 1))
 done

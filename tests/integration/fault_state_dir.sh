@@ -37,7 +37,7 @@ burst = 1000"
   echo "$1: entropy gate $detail"
   check "$1: the entropy gate passed" test "${detail%%:*}" = passed
   check "$1: its detail says the seed was not refreshed, and why" \
-    grep -qE "seed refresh failed: $STATE/seed: .*\($2\)" <<<"$detail"
+    grep -qF "seed refresh failed: $STATE/seed: cannot write ($2)" <<<"$detail"
   check "$1: the console shows it" grep -qE "seed refresh failed: .*$2" "$T_DIR/daemon.log"
   local r0; r0=$(jget .payload.restarts)
   sleep 1.5

@@ -27,6 +27,11 @@ echo "check-config: $err"
 check "check-config refuses max_memory = \"64 MB\" with exit 1" test "$rc" = 1
 check "naming file, line and key" grep -qF "$T_DIR/bad.toml:$line: payload.max_memory: must be a size such as" <<<"$err"
 
+# `ip netns exec` mounts a fresh /sys for the namespace, without the cgroup
+# file systems: mount the v2 hierarchy again in that (private) mount
+# namespace, so the daemon sees what the host offers, as it would at boot.
+# shellcheck disable=SC2016  # $@ is for the inner shell
+T_DAEMON_WRAP=(sh -c 'mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null; exec "$@"' sh)
 start_daemon
 wait_for 10 '.payload.state == "running"' || fail "alloc_bomb did not start"
 rss0=$(daemon_rss_kb)

@@ -112,7 +112,13 @@ struct MemoryLimit {
 // (in its subtree_control, or enabled there now), makes the child group
 // cgroup_name with memory.max = bytes (swap 0, oom.group 1); otherwise says
 // why and falls back to RLIMIT_AS. bytes == 0: Kind::none.
-MemoryLimit prepare_memory_limit(std::uint64_t bytes, const std::string& cgroup_name);
+// The /proc files it reads (tests point them at a fake cgroupfs in a temp dir).
+struct CgroupProcFiles {
+  std::string mountinfo = "/proc/self/mountinfo";
+  std::string cgroup = "/proc/self/cgroup";
+};
+MemoryLimit prepare_memory_limit(std::uint64_t bytes, const std::string& cgroup_name,
+                                 const CgroupProcFiles& proc = {});
 // Pure helpers: the cgroup2 mount of the hierarchy's root from
 // /proc/self/mountinfo, and the "0::" path from /proc/self/cgroup.
 std::optional<std::string> cgroup2_mount_point(std::string_view mountinfo);

@@ -80,7 +80,7 @@ std::optional<std::string> cgroup2_own_path(std::string_view proc_self_cgroup) {
   return std::nullopt;
 }
 
-MemoryLimit prepare_memory_limit(std::uint64_t bytes, const std::string& cgroup_name) {
+MemoryLimit prepare_memory_limit(std::uint64_t bytes, const std::string& cgroup_name, const CgroupProcFiles& proc) {
   MemoryLimit m;
   if (bytes == 0) return m;
   auto fallback = [&](const std::string& why) {
@@ -89,10 +89,10 @@ MemoryLimit prepare_memory_limit(std::uint64_t bytes, const std::string& cgroup_
     r.note = "max_memory " + mib(bytes) + ": enforced by RLIMIT_AS (no cgroup v2 memory.max: " + why + ")";
     return r;
   };
-  auto mounts = read_text("/proc/self/mountinfo");
+  auto mounts = read_text(proc.mountinfo);
   auto mount = mounts ? cgroup2_mount_point(*mounts) : std::nullopt;
   if (!mount) return fallback("no cgroup v2 hierarchy is mounted");
-  auto own = read_text("/proc/self/cgroup");
+  auto own = read_text(proc.cgroup);
   auto path = own ? cgroup2_own_path(*own) : std::nullopt;
   if (!path) return fallback("this process is in no cgroup v2 group");
   const std::string dir = *mount + (*path == "/" ? "" : *path);

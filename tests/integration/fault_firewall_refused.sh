@@ -28,6 +28,9 @@ grep 'lockdown' "$T_DIR/daemon.log" | sed 's/^/  /'
 status_json | jq -c '{state, firewall, payload: .payload.state}'
 check "the console says the kernel refused the lockdown ruleset, and why" \
   grep -q 'lockdown ruleset failed: kernel refused the ruleset .*Operation not permitted — needs CAP_NET_ADMIN' "$T_DIR/daemon.log"
+# Status has no reason field; `pisecd logs` carries the daemon's own lines.
+check "pisecd logs says why it is quarantined" \
+  bash -c "'$PISECD' logs -s '$T_SOCK' -n 50 | grep -q 'quarantined: lockdown ruleset failed: kernel refused .*needs CAP_NET_ADMIN'"
 # The kernel refuses such a batch at once, in one answer: no 5 s netlink timeout.
 check "the refusal is known at once (${took} ms < 2000 ms)" test "$took" -lt 2000
 check "status: quarantined, firewall not in service" \

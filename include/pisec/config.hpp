@@ -93,6 +93,9 @@ struct Payload {
   int max_processes = 64;
   int max_open_files = 256;
   int max_address_space_mb = 0;  // 0 = unlimited
+  // TOML "max_memory" ("64M" or bytes): cgroup v2 memory.max where a memory
+  // controller is delegated to the daemon's cgroup, RLIMIT_AS otherwise.
+  std::uint64_t max_memory_bytes = 0;  // 0 = unlimited
   std::vector<std::string> seccomp_deny;  // extra syscall names to deny
   std::string hostname = "payload";
   std::string cwd = "/";

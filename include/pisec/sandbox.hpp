@@ -97,6 +97,33 @@ std::string check_user_namespaces();
 
 using UniqueFd = util::UniqueFd;
 
+// ---- memory limit (kernel adapter) ----------------------------------------------
+
+// How payload.max_memory is enforced for one spawn.
+struct MemoryLimit {
+  enum class Kind { none, cgroup, rlimit_as };
+  Kind kind = Kind::none;
+  std::string group;  // Kind::cgroup: the payload's own cgroup directory
+  UniqueFd procs_fd;  // Kind::cgroup: its cgroup.procs, open for the child to join
+  std::string note;   // for the log: the mechanism, and why not the cgroup
+};
+
+// With a cgroup v2 memory controller available to the daemon's own cgroup
+// (in its subtree_control, or enabled there now), makes the child group
+// cgroup_name with memory.max = bytes (swap 0, oom.group 1); otherwise says
+// why and falls back to RLIMIT_AS. bytes == 0: Kind::none.
+// The /proc files it reads (tests point them at a fake cgroupfs in a temp dir).
+struct CgroupProcFiles {
+  std::string mountinfo = "/proc/self/mountinfo";
+  std::string cgroup = "/proc/self/cgroup";
+};
+MemoryLimit prepare_memory_limit(std::uint64_t bytes, const std::string& cgroup_name,
+                                 const CgroupProcFiles& proc = {});
+// Pure helpers: the cgroup2 mount of the hierarchy's root from
+// /proc/self/mountinfo, and the "0::" path from /proc/self/cgroup.
+std::optional<std::string> cgroup2_mount_point(std::string_view mountinfo);
+std::optional<std::string> cgroup2_own_path(std::string_view proc_self_cgroup);
+
 struct SpawnOptions {
   std::string bwrap_path = "/usr/bin/bwrap";
   // pisecd binary for init = "builtin" (default: /proc/self/exe resolved);
@@ -105,6 +132,8 @@ struct SpawnOptions {
   std::string init_host_path;
   bool require_cgroup_namespace = false;
   bool disable_userns = true;
+  // The child cgroup made for payload.max_memory, under the daemon's own.
+  std::string memory_cgroup = "pisecd-payload";
 };
 
 // A running sandbox. All fds are O_CLOEXEC; the pipe read ends are
@@ -119,7 +148,7 @@ struct Spawned {
   pid_t init_pid = -1;  // host pid of the sandbox init, once adopted
   UniqueFd init_pidfd;  // pidfd of the sandbox init, once adopted
   std::vector<std::string> argv;  // what was exec'd, for logs
-  std::vector<std::string> warnings;  // seccomp plan warnings
+  std::vector<std::string> warnings;  // for the log: seccomp plan warnings, how max_memory is enforced
 };
 
 struct SpawnError : std::runtime_error {

@@ -180,6 +180,32 @@ class TableReader {
     }
   }
 
+  // A size: bytes as an integer, or a string of digits with a binary unit
+  // "K", "M" or "G" ("64M" = 64 MiB). 0 = unlimited; otherwise min..max bytes.
+  void size(const std::string& key, std::uint64_t& out, std::uint64_t min, std::uint64_t max) {
+    auto* n = take(key);
+    if (!n) return;
+    const std::string usage = "must be a size such as \"64M\" (K, M or G, binary) or a number of bytes";
+    std::uint64_t bytes = 0;
+    if (auto i = n->value_exact<int64_t>()) {
+      if (*i < 0) return fail(key, n, usage + ", got " + describe(*n));
+      bytes = static_cast<std::uint64_t>(*i);
+    } else if (auto v = n->value_exact<std::string>()) {
+      static const std::regex form("([0-9]{1,12})([KMG]?)");
+      std::smatch m;
+      if (!std::regex_match(*v, m, form)) return fail(key, n, usage + ", got " + describe(*n));
+      const std::string unit = m[2].str();
+      const int shift = unit == "K" ? 10 : unit == "M" ? 20 : unit == "G" ? 30 : 0;
+      bytes = std::stoull(m[1].str()) << shift;  // at most 12 digits << 30: no overflow
+    } else {
+      return fail(key, n, usage + ", got " + describe(*n));
+    }
+    if (bytes != 0 && (bytes < min || bytes > max))
+      return fail(key, n, "must be 0 (unlimited) or " + std::to_string(min >> 20) + "M-" +
+                              std::to_string(max >> 30) + "G, got " + describe(*n));
+    out = bytes;
+  }
+
   template <typename Enum>
   void choice(const std::string& key, Enum& out,
               std::initializer_list<std::pair<const char*, Enum>> options) {
@@ -458,6 +484,8 @@ Config build(const toml::table& root, const std::string& file) {
     r.integer("max_processes", p.max_processes, 1, 65536);
     r.integer("max_open_files", p.max_open_files, 16, 1048576);
     r.integer("max_address_space_mb", p.max_address_space_mb, 0, 1048576);
+    // Below a few MiB bwrap and the init cannot even start.
+    r.size("max_memory", p.max_memory_bytes, 8ULL << 20, 1024ULL << 30);
     r.string_list("seccomp_deny", p.seccomp_deny, sandbox::seccomp_name_error);
     r.string("hostname", p.hostname, hostname_check);
     r.string("cwd", p.cwd, absolute_path);

@@ -265,7 +265,8 @@ constexpr std::size_t batch_reserve = 64 * 1024;
 BatchWriter::BatchWriter(std::string table) {
   b_.table = std::move(table);
   b_.bytes.resize(batch_capacity);
-  nftnl_batch_begin(cur(), next_seq());
+  b_.begin_seq = next_seq();
+  nftnl_batch_begin(cur(), b_.begin_seq);
   next();
 }
 

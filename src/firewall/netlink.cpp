@@ -242,6 +242,13 @@ ApplyResult detail::apply_batch(const Batch& batch) {
       while (mnl_nlmsg_ok(nlh, len)) {
         if (nlh->nlmsg_type == NLMSG_ERROR && nlh->nlmsg_pid == sock.portid()) {
           const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
+          if (nlh->nlmsg_seq == batch.begin_seq && err->error != 0) {
+            // The kernel refused the batch as a whole: nothing else will be answered.
+            int code = -err->error;
+            errors.push_back(std::string("the whole batch: ") + std::strerror(code) + kernel_hint(code, "", false));
+            pending.clear();
+            break;
+          }
           auto it = sent.find(nlh->nlmsg_seq);
           if (pending.erase(nlh->nlmsg_seq) && err->error != 0 && it != sent.end()) {
             int code = -err->error;

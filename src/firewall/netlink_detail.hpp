@@ -51,6 +51,9 @@ struct Batch {
   };
   std::string table;
   std::vector<char> bytes;              // BATCH_BEGIN, objects, BATCH_END
+  // A refusal of the whole batch (no CAP_NET_ADMIN, no nf_tables) is one
+  // error answer to BATCH_BEGIN, and the objects get none.
+  std::uint32_t begin_seq = 0;
   std::map<std::uint32_t, Sent> sent;   // seq -> object, one per NLM_F_ACK message
 };
 

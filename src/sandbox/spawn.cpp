@@ -99,7 +99,7 @@ rlim_t megabytes(int mb) {
 
 // What went wrong in the child, sent over the error pipe.
 enum class ChildStep : int { dup, close_fds, rlimit, setgroups, setgid, setuid, verify, pdeathsig,
-                             no_new_privs, exec };
+                             no_new_privs, exec, cgroup };
 struct ChildError {
   int step;
   int err;
@@ -117,6 +117,7 @@ const char* step_name(int step) {
     case ChildStep::pdeathsig: return "prctl(PR_SET_PDEATHSIG) / parent died";
     case ChildStep::no_new_privs: return "prctl(PR_SET_NO_NEW_PRIVS)";
     case ChildStep::exec: return "exec of bwrap";
+    case ChildStep::cgroup: return "joining the payload's memory cgroup";
   }
   return "unknown step";
 }
@@ -134,6 +135,7 @@ struct ChildPlan {
   char* const* envp;
   pid_t parent;
   int fd_in, fd_out, fd_err, fd_seccomp, fd_status, fd_error, fd_report;
+  int fd_cgroup_procs;  // -1: no memory cgroup to join
   int max_inherited_fd;
   uid_t uid;
   gid_t gid;
@@ -164,6 +166,8 @@ struct ChildPlan {
     if (dup2(from, to) < 0) child_fail(ChildStep::dup);
   }
   if (fcntl(child_error_fd, F_SETFD, FD_CLOEXEC) < 0) child_fail(ChildStep::dup);
+  // "0" moves the writer itself; done as root, before the inherited fds go.
+  if (c.fd_cgroup_procs >= 0 && write(c.fd_cgroup_procs, "0", 1) != 1) child_fail(ChildStep::cgroup);
 #ifdef SYS_close_range
   if (syscall(SYS_close_range, child_report_fd + 1, ~0U, 0) != 0)
 #endif
@@ -320,8 +324,15 @@ Spawned spawn(const config::Payload& payload, const SpawnOptions& options) {
   // bwrap's two processes and the init count too.
   limit(RLIMIT_NPROC, static_cast<rlim_t>(payload.max_processes));
   limit(RLIMIT_CORE, 0);
-  if (payload.max_address_space_mb > 0)
-    limit(RLIMIT_AS, megabytes(payload.max_address_space_mb));
+  MemoryLimit memory = prepare_memory_limit(payload.max_memory_bytes, options.memory_cgroup);
+  if (!memory.note.empty()) s.warnings.push_back(memory.note);
+  rlim_t address_space = payload.max_address_space_mb > 0 ? megabytes(payload.max_address_space_mb) : RLIM_INFINITY;
+  if (memory.kind == MemoryLimit::Kind::rlimit_as &&
+      payload.max_memory_bytes < static_cast<std::uint64_t>(address_space))  // rlim_t is 32-bit on armel
+    address_space = static_cast<rlim_t>(payload.max_memory_bytes);
+  if (address_space != RLIM_INFINITY) limit(RLIMIT_AS, address_space);
+  UniqueFd c_cgroup = memory.procs_fd ? high_fd(std::move(memory.procs_fd)) : UniqueFd();
+  c.fd_cgroup_procs = c_cgroup ? c_cgroup.get() : -1;
 
   pid_t pid = fork();
   if (pid < 0) throw SpawnError("fork: " + errno_text(errno));

@@ -26,8 +26,12 @@ void write_file_atomic(int dir_fd, const std::string& name, std::string_view con
     return std::runtime_error(shown + ": " + what + " (" + std::strerror(err) + ")");
   };
   // A stale temporary from an interrupted write: ours to remove (O_EXCL below).
-  if (::unlinkat(dir_fd, tmp.c_str(), 0) != 0 && errno != ENOENT)
+  if (::unlinkat(dir_fd, tmp.c_str(), 0) != 0 && errno != ENOENT) {
+    // A read-only file system says EROFS before it looks for the name: there
+    // may be no stale temporary at all.
+    if (errno == EROFS) throw std::runtime_error(shown + ": cannot write (" + std::strerror(errno) + ")");
     throw std::runtime_error(shown + ": cannot remove the stale " + tmp + " (" + std::strerror(errno) + ")");
+  }
   UniqueFd fd(::openat(dir_fd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
   if (!fd) throw fail("cannot create a temporary file", errno);
   if (::fchmod(fd.get(), mode) != 0) throw fail("cannot set its mode", errno);  // the umask narrows, never widens

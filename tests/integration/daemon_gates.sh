@@ -48,7 +48,6 @@ CFG
 }
 GOOD='["127.0.0.1:12311", "127.0.0.1:12312"]'
 SILENT='["127.0.0.1:12313", "127.0.0.1:12314"]'
-stop_daemon() { kill -TERM "$T_DAEMON_PID"; wait "$T_DAEMON_PID" 2>/dev/null || true; }
 gate_lines() { grep -o '^ \* gate [a-z]*' "$T_DIR/daemon.log" | awk '{print $3}' | tr '\n' ' '; }
 
 # --- all gates pass, with the firewall: the control case -----------------------

@@ -99,7 +99,7 @@ loader=$(grep -rl --include='*.cpp' 'reject_unknown(' "$PISEC_SOURCE/src" | head
 awk '
   /^void read_gate_common\(/ { in_common = 1; next }
   in_common && /^}/ { in_common = 0; next }
-  match($0, /r\.(boolean|integer|number|string|string_list|string_map|choice)(<[^>]*>)?\("[a-z0-9_]+"/) {
+  match($0, /r\.(boolean|integer|number|size|string|string_list|string_map|choice)(<[^>]*>)?\("[a-z0-9_]+"/) {
     call = substr($0, RSTART, RLENGTH); sub(/^[^"]*"/, "", call); sub(/"$/, "", call)
     if (in_common) common[++ncommon] = call
     else print table, call

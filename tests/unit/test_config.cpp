@@ -336,3 +336,25 @@ TEST_CASE("[attestation]: device id, verifier key, on_no_answer, measured boot f
   CHECK(only_error(att("enabled = true\nverifier_url = \"https://v.test\"\ndevice_key = \"/k\"\n")).find(
             "verifier_key is not set") != std::string::npos);
 }
+
+TEST_CASE("payload.max_memory takes a size with a binary unit or bytes, 0 or 8M-1024G", "[config]") {
+  const std::string base = minimal;  // ends inside [payload]
+  auto mem = [&](const std::string& v) { return load_string(base + "max_memory = " + v + "\n", "t.toml").payload.max_memory_bytes; };
+  CHECK(load_string(base, "t.toml").payload.max_memory_bytes == 0);
+  CHECK(mem("\"64M\"") == 64ULL << 20);
+  CHECK(mem("\"8192K\"") == 8ULL << 20);
+  CHECK(mem("\"1G\"") == 1ULL << 30);
+  CHECK(mem("\"1024G\"") == 1024ULL << 30);
+  CHECK(mem("16777216") == 16ULL << 20);
+  CHECK(mem("0") == 0);
+  CHECK(mem("\"0\"") == 0);
+  const std::string usage = "must be a size such as \"64M\" (K, M or G, binary) or a number of bytes";
+  CHECK(only_error(base + "max_memory = \"64 MB\"\n") == "t.toml:8: payload.max_memory: " + usage + ", got \"64 MB\"");
+  CHECK(only_error(base + "max_memory = \"64m\"\n") == "t.toml:8: payload.max_memory: " + usage + ", got \"64m\"");
+  CHECK(only_error(base + "max_memory = -1\n") == "t.toml:8: payload.max_memory: " + usage + ", got -1");
+  CHECK(only_error(base + "max_memory = 1.5\n") == "t.toml:8: payload.max_memory: " + usage + ", got 1.5");
+  CHECK(only_error(base + "max_memory = \"4M\"\n") ==
+        "t.toml:8: payload.max_memory: must be 0 (unlimited) or 8M-1024G, got \"4M\"");
+  CHECK(only_error(base + "max_memory = \"1025G\"\n") ==
+        "t.toml:8: payload.max_memory: must be 0 (unlimited) or 8M-1024G, got \"1025G\"");
+}

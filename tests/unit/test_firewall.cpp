@@ -11,8 +11,12 @@
 #include <libnftnl/rule.h>
 
 #include <algorithm>
+#include <chrono>
+#include <sched.h>
+#include <unistd.h>
 
 #include "../../src/firewall/netlink_detail.hpp"
+#include "child.hpp"
 #include "pisec/firewall.hpp"
 
 namespace fw = pisec::firewall;
@@ -366,4 +370,23 @@ TEST_CASE("read-back of the lowered batch: same meaning passes, one changed rule
   REQUIRE(d.size() == 1);
   CHECK_THAT(d[0], Catch::Contains("chain input: rule") && Catch::Contains("differs") &&
                        Catch::Contains("verdict=0"));
+}
+
+TEST_CASE("a batch refused as a whole (no CAP_NET_ADMIN) is reported at once, with the reason", "[firewall]") {
+  // The kernel answers such a batch once, on BATCH_BEGIN, and none of its
+  // objects: waiting for their answers took 5 s and ended in "state unknown".
+  std::string out = pisec::testing::run_in_child([] {
+    // As root: a network namespace of our own, then no capabilities at all.
+    if (::geteuid() == 0 && (::unshare(CLONE_NEWNET) != 0 || ::setresuid(65534, 65534, 65534) != 0))
+      return std::string("cannot drop root");
+    pisec::config::Firewall f;
+    auto start = std::chrono::steady_clock::now();
+    auto res = fw::detail::apply_batch(fw::detail::lower_batch(fw::build_lockdown_ruleset(f)));
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    return std::string(res.applied ? "applied" : "refused") + " in " + (ms.count() < 2000 ? "under 2 s" : "2 s or more") +
+           ": " + res.error;
+  });
+  CHECK(out ==
+        "refused in under 2 s: kernel refused the ruleset for table inet pisec; nothing was changed, the previous "
+        "ruleset stays in force: the whole batch: Operation not permitted — needs CAP_NET_ADMIN");
 }

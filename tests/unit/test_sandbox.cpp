@@ -2,6 +2,7 @@
 #include <linux/seccomp.h>
 #include <seccomp.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -13,6 +14,8 @@
 #include <catch2/catch.hpp>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <fcntl.h>
 
 #include "pisec/sandbox.hpp"
@@ -324,4 +327,71 @@ TEST_CASE("binds go on top of the fresh /tmp, parents before children", "[sandbo
   CHECK(at("--tmpfs") < at("/tmp/boot"));
   CHECK(at("/usr") < at("/tmp/boot"));
   CHECK(at("/tmp/boot") < at("/tmp/boot/app-data"));
+}
+
+TEST_CASE("max_memory: the cgroup2 mount and the daemon's own cgroup are read from /proc", "[sandbox]") {
+  using pisec::sandbox::cgroup2_mount_point;
+  using pisec::sandbox::cgroup2_own_path;
+  // A hybrid host: v1 controllers, and a v2 hierarchy at .../unified.
+  const std::string hybrid =
+      "30 25 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n"
+      "35 30 0:31 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+      "31 30 0:27 / /sys/fs/cgroup/unified rw,relatime shared:7 - cgroup2 cgroup2 rw\n";
+  CHECK(cgroup2_mount_point(hybrid) == "/sys/fs/cgroup/unified");
+  CHECK(cgroup2_mount_point("36 25 0:30 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n") == "/sys/fs/cgroup");
+  // A bind of a subtree is not the hierarchy's root: not used.
+  CHECK_FALSE(cgroup2_mount_point("40 25 0:30 /sub /mnt/cg rw - cgroup2 cgroup2 rw\n").has_value());
+  CHECK_FALSE(cgroup2_mount_point(hybrid.substr(0, hybrid.rfind("31 30"))).has_value());
+
+  CHECK(cgroup2_own_path("4:memory:/x\n0::/pisecd\n") == "/pisecd");
+  CHECK(cgroup2_own_path("0::/\n") == "/");
+  CHECK_FALSE(cgroup2_own_path("4:memory:/x\n1:name=systemd:/\n").has_value());
+}
+
+TEST_CASE("max_memory: the cgroup path when memory is offered, RLIMIT_AS with the reason otherwise", "[sandbox]") {
+  // A fake cgroupfs in a temp dir: the decisions and the files written, not the kernel.
+  char tmpl[] = "/tmp/pisec-cgroup-XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  const std::string root = tmpl;
+  auto put = [](const std::string& path, const std::string& text) {
+    std::ofstream(path) << text;
+  };
+  auto get = [](const std::string& path) {
+    std::ifstream in(path);
+    std::string s;
+    std::getline(in, s);
+    return s;
+  };
+  REQUIRE(::mkdir((root + "/fs").c_str(), 0755) == 0);
+  REQUIRE(::mkdir((root + "/fs/svc").c_str(), 0755) == 0);
+  put(root + "/mountinfo", "31 30 0:27 / " + root + "/fs rw - cgroup2 cgroup2 rw\n");
+  put(root + "/cgroup", "0::/svc\n");
+  const sandbox::CgroupProcFiles proc{root + "/mountinfo", root + "/cgroup"};
+
+  put(root + "/fs/svc/cgroup.controllers", "hugetlb\n");
+  auto m = sandbox::prepare_memory_limit(64ULL << 20, "pisecd-payload", proc);
+  CHECK(m.kind == sandbox::MemoryLimit::Kind::rlimit_as);
+  CHECK(m.note == "max_memory 64 MiB: enforced by RLIMIT_AS (no cgroup v2 memory.max: " + root +
+                      "/fs/svc is offered no memory controller (cgroup.controllers: \"hugetlb\"))");
+
+  put(root + "/fs/svc/cgroup.controllers", "cpu memory pids\n");
+  put(root + "/fs/svc/cgroup.subtree_control", "memory\n");
+  // The kernel makes these files with the directory; here they are made first.
+  REQUIRE(::mkdir((root + "/fs/svc/pisecd-payload").c_str(), 0755) == 0);
+  for (const char* f : {"memory.max", "memory.swap.max", "memory.oom.group", "cgroup.procs"})
+    put(root + "/fs/svc/pisecd-payload/" + f, "");
+  m = sandbox::prepare_memory_limit(64ULL << 20, "pisecd-payload", proc);
+  CHECK(m.kind == sandbox::MemoryLimit::Kind::cgroup);
+  CHECK(m.group == root + "/fs/svc/pisecd-payload");
+  CHECK(m.note == "max_memory 64 MiB: enforced by cgroup v2 memory.max in " + root + "/fs/svc/pisecd-payload");
+  CHECK(static_cast<bool>(m.procs_fd));
+  CHECK(get(root + "/fs/svc/pisecd-payload/memory.max") == std::to_string(64ULL << 20));
+  CHECK(get(root + "/fs/svc/pisecd-payload/memory.swap.max") == "0");
+  CHECK(get(root + "/fs/svc/pisecd-payload/memory.oom.group") == "1");
+
+  CHECK(sandbox::prepare_memory_limit(0, "pisecd-payload", proc).kind == sandbox::MemoryLimit::Kind::none);
+  put(root + "/cgroup", "4:memory:/x\n");
+  CHECK(sandbox::prepare_memory_limit(64ULL << 20, "pisecd-payload", proc).note ==
+        "max_memory 64 MiB: enforced by RLIMIT_AS (no cgroup v2 memory.max: this process is in no cgroup v2 group)");
+  std::filesystem::remove_all(root);
 }

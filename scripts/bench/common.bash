@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/bench/*.sh (sourced; needs PISECD, PISEC_SOURCE, BENCH_TOOLS,
 # BENCH_SUMMARY from scripts/bench.sh).
 
@@ -35,8 +36,11 @@ anchors() {
       { apt-get update -qq && ( cd "$BENCH_TOOLS/debs" && apt-get -o APT::Sandbox::User=root download -qq "${pkgs[@]}" ); }
     for deb in "$BENCH_TOOLS"/debs/*.deb; do dpkg -x "$deb" "$root"; done
   fi
+  # shellcheck disable=SC2034  # read by the scripts that source this
   S6_SUPERVISE=$root/usr/bin/s6-supervise S6_SVSTAT=$root/usr/bin/s6-svstat
+  # shellcheck disable=SC2034
   RUNSV=$root/usr/bin/runsv SUPERVISE_DAEMON=$root/sbin/supervise-daemon
+  # shellcheck disable=SC2034
   ANCHOR_LIBS=$root/lib/x86_64-linux-gnu:$root/usr/lib/x86_64-linux-gnu
 }
 

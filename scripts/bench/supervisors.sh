@@ -51,6 +51,7 @@ start_openrc() {
   # No --respawn-delay: 0.45 refuses "0" there, and 0 is its default.
   # supervise-daemon keeps its state under /run/openrc: a private tmpfs on
   # /run in a mount namespace of its own, so this machine's /run is untouched.
+  # shellcheck disable=SC2016  # expanded by that inner sh
   (anchor_env "$1" openrc ip netns exec "$NS" unshare -m --propagation private sh -c '
     mount -t tmpfs tmpfs /run && mkdir /run/openrc &&
     RC_SVCNAME=bench exec "$0" bench --start --respawn-max 0 --respawn-period 1 \

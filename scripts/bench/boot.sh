@@ -106,6 +106,7 @@ SH
 
 # served: poll from the wan until the payload answers through the redirect.
 served() {
+  # shellcheck disable=SC2016  # for the inner bash
   timeout 30 ip netns exec "$WAN" bash -c 'for _ in $(seq 3000); do
     curl -sf --connect-timeout 0.05 -m 0.5 -o /dev/null http://10.99.0.2/ && exit 0; sleep 0.005; done; exit 1'
 }

@@ -47,16 +47,26 @@ service_dir() {  # $1 dir: ./run is the payload itself (no shell in between)
 # Each started so that $! is the supervisor itself (env and ip exec it).
 start_s6() { service_dir "$DIR/s6"; (anchor_env "$1" s6 ip netns exec "$NS" "$S6_SUPERVISE" "$DIR/s6") & S6_PID=$!; }
 start_runsv() { service_dir "$DIR/runsv"; (anchor_env "$1" runsv ip netns exec "$NS" "$RUNSV" "$DIR/runsv") & RUNSV_PID=$!; }
-start_openrc() {
+start_openrc() {  # $1 mode, [$2 = bwrap: the payload inside bwrap with pisecd's namespaces]
+  local name=openrc cmd=("$BENCH_PAYLOAD")
+  if [ "${2:-}" = bwrap ]; then
+    # What pisecd's sandbox costs by itself: the namespaces it asks bwrap for
+    # (src/sandbox/argv.cpp), without its seccomp filter and its init.
+    name=openrc-bwrap
+    cmd=(/usr/bin/bwrap -- --unshare-user --uid 41900 --gid 41900 --unshare-pid --unshare-ipc --unshare-uts
+         --unshare-cgroup-try --die-with-parent --new-session --cap-drop ALL --tmpfs /tmp
+         --ro-bind /usr /usr --ro-bind /lib /lib --ro-bind /lib64 /lib64 --ro-bind "$BENCH_TOOLS" "$BENCH_TOOLS"
+         --bind "$BENCH_OUT_DIR" "$BENCH_OUT_DIR" --proc /proc --dev /dev "$BENCH_PAYLOAD")
+  fi
   # No --respawn-delay: 0.45 refuses "0" there, and 0 is its default.
   # supervise-daemon keeps its state under /run/openrc: a private tmpfs on
   # /run in a mount namespace of its own, so this machine's /run is untouched.
   # shellcheck disable=SC2016  # expanded by that inner sh
-  (anchor_env "$1" openrc ip netns exec "$NS" unshare -m --propagation private sh -c '
-    mount -t tmpfs tmpfs /run && mkdir /run/openrc &&
-    RC_SVCNAME=bench exec "$0" bench --start --respawn-max 0 --respawn-period 1 \
-      --pidfile /run/bench.pid -e BENCH_MODE="$BENCH_MODE" -e BENCH_OUT="$BENCH_OUT" "$1"' \
-    "$SUPERVISE_DAEMON" "$BENCH_PAYLOAD" >/dev/null 2>&1)
+  (anchor_env "$1" "$name" ip netns exec "$NS" unshare -m --propagation private sh -c '
+    mount -t tmpfs tmpfs /run && mkdir /run/openrc && sd=$1 && shift &&
+    RC_SVCNAME=bench exec "$sd" bench --start --respawn-max 0 --respawn-period 1 \
+      --pidfile /run/bench.pid -e BENCH_MODE="$BENCH_MODE" -e BENCH_OUT="$BENCH_OUT" "$@"' \
+    sh "$SUPERVISE_DAEMON" "${cmd[@]}" >/dev/null 2>&1)
   OPENRC_PID=
   for _ in $(seq 50); do OPENRC_PID=$(ns_pid "$NS" supervise-daemo); [ -n "$OPENRC_PID" ] && break; sleep 0.05; done
 }
@@ -91,13 +101,13 @@ for _ in 1 2 3; do
   done
 done
 echo "idle, ${SECS} s in 3 windows of ${win} s, all five side by side; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '  %-18s %-26s %-22s %-22s\n' supervisor "wakeups/${SECS}s (per window)" "RSS KiB" "private dirty KiB"
+printf '  %-26s %-26s %-22s %-22s\n' supervisor "wakeups/${SECS}s (per window)" "RSS KiB" "private dirty KiB"
 declare -A WSUM DMED RMED
 for n in "${NAMES[@]}"; do
   WSUM[$n]=$(echo "${WAKE[$n]}" | tr ' ' '\n' | awk 'NF {s += $1} END {print s}')
   RMED[$n]=$(echo "${RSS[$n]}" | tr ' ' '\n' | awk NF | stats | cut -d' ' -f1)
   DMED[$n]=$(echo "${DIRTY[$n]}" | tr ' ' '\n' | awk NF | stats | cut -d' ' -f1)
-  printf '  %-18s %-26s %-22s %-22s\n' "$n" "${WSUM[$n]} (${WAKE[$n]% })" "${RMED[$n]} (${RSS[$n]% })" "${DMED[$n]} (${DIRTY[$n]% })"
+  printf '  %-26s %-26s %-22s %-22s\n' "$n" "${WSUM[$n]} (${WAKE[$n]% })" "${RMED[$n]} (${RSS[$n]% })" "${DMED[$n]} (${DIRTY[$n]% })"
 done
 summary "idle wakeups over ${SECS} s (aim 0)" "${WSUM[pisecd]}" \
   "s6-supervise ${WSUM[s6-supervise]}, runsv ${WSUM[runsv]}, supervise-daemon ${WSUM[supervise-daemon]}, tini ${WSUM[tini]}" \
@@ -151,6 +161,9 @@ stop_pisecd; kill_ns
 start_openrc crash
 read -r n_o cpu_o < <(crash_run openrc "$OPENRC_PID" 30 "${BENCH_RESTARTS:-300}")
 kill_ns
+start_openrc crash bwrap
+read -r n_ob cpu_ob < <(crash_run openrc-bwrap "$OPENRC_PID" 30 "${BENCH_RESTARTS:-300}")
+kill_ns
 start_s6 crash; start_runsv crash
 # Both sleep out their 1 s floor between restarts, so they share the window;
 # CPU and restarts are counted from each one's first restart on.
@@ -163,23 +176,26 @@ n_r=$(($(wc -l < "$BENCH_OUT_DIR/runsv.out") - l0_r)); cpu_r=$(($(cpu_ns "$RUNSV
 kill_ns
 
 echo "restart after a crash (payload exits 1 at once; backoff 0 where the tool has it); load: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '  %-18s %-34s %-10s %s\n' supervisor "latency ms median (min–max, n)" restarts "own CPU per 1,000 restarts"
+printf '  %-26s %-34s %-10s %s\n' supervisor "latency ms median (min–max, n)" restarts "own CPU per 1,000 restarts"
 declare -A LAT LATM CPU
-for row in "pisecd:pisecd:$n_p:$cpu_p" "supervise-daemon:openrc:$n_o:$cpu_o" "s6-supervise:s6:$n_s:$cpu_s" "runsv:runsv:$n_r:$cpu_r"; do
+for row in "pisecd:pisecd:$n_p:$cpu_p" "supervise-daemon:openrc:$n_o:$cpu_o" "s6-supervise:s6:$n_s:$cpu_s" "runsv:runsv:$n_r:$cpu_r" \
+           "supervise-daemon + bwrap:openrc-bwrap:$n_ob:$cpu_ob"; do
   IFS=: read -r name file n cpu <<<"$row"
   LAT[$name]=$(latencies "$BENCH_OUT_DIR/$file.out" | stats | fmt_stats 1 2)
   LATM[$name]=$(latencies "$BENCH_OUT_DIR/$file.out" | stats | cut -d' ' -f1)
   CPU[$name]=$(awk -v c="$cpu" -v n="$n" 'BEGIN {if (n > 0) printf "%.0f ms", c / n * 1000 / 1e6; else print "n/a"}')
-  printf '  %-18s %-34s %-10s %s\n' "$name" "${LAT[$name]}" "$n" "${CPU[$name]}"
+  printf '  %-26s %-34s %-10s %s\n' "$name" "${LAT[$name]}" "$n" "${CPU[$name]}"
 done
+echo "  (supervise-daemon + bwrap: the payload in bwrap with pisecd's namespaces, no seccomp, no init —"
+echo "   what the sandbox alone adds to a restart; not counted as an anchor in the ratios)"
 best_lat=$(printf '%s\n' "${LATM[supervise-daemon]}" "${LATM[s6-supervise]}" "${LATM[runsv]}" | sort -g | head -1)
 summary "restart after a crash, backoff 0, ms (aim ≤ 20 median, below each anchor)" "${LAT[pisecd]}" \
-  "supervise-daemon ${LAT[supervise-daemon]}, s6-supervise ${LAT[s6-supervise]}, runsv ${LAT[runsv]}" \
+  "supervise-daemon ${LAT[supervise-daemon]}, s6-supervise ${LAT[s6-supervise]}, runsv ${LAT[runsv]}; for scale, supervise-daemon starting the payload in bwrap with pisecd's namespaces ${LAT[supervise-daemon + bwrap]}" \
   "vs best anchor: $(ratio "${LATM[pisecd]}" "$best_lat")×" \
   "$(awk -v p="${LATM[pisecd]}" -v b="$best_lat" 'BEGIN {print (p <= 20 && p < b) ? "met" : "not met"}')"
 cpu_num() { echo "${CPU[$1]% ms}"; }
 best_cpu=$(printf '%s\n' "$(cpu_num supervise-daemon)" "$(cpu_num s6-supervise)" "$(cpu_num runsv)" | sort -g | head -1)
 summary "supervisor's own CPU per 1,000 restarts (aim below all)" "${CPU[pisecd]}" \
-  "supervise-daemon ${CPU[supervise-daemon]}, s6-supervise ${CPU[s6-supervise]}, runsv ${CPU[runsv]}" \
+  "supervise-daemon ${CPU[supervise-daemon]}, s6-supervise ${CPU[s6-supervise]}, runsv ${CPU[runsv]}; supervise-daemon + bwrap ${CPU[supervise-daemon + bwrap]}" \
   "vs best anchor: $(ratio "$(cpu_num pisecd)" "$best_cpu")×" \
   "$(awk -v p="$(cpu_num pisecd)" -v b="$best_cpu" 'BEGIN {print (p < b) ? "met" : "not met"}')"

@@ -33,7 +33,10 @@ for name in supervisors reap firewall integrity boot mux logs_redact; do
   [ -z "$only" ] || [ "$only" = "$name" ] || continue
   echo; echo "== bench: $name =="
   # "Killed" notices are the scripts' own clean-up of what they started.
-  bash "scripts/bench/$name.sh" 2> >(grep -v ' Killed ' >&2)
+  if ! bash "scripts/bench/$name.sh" 2> >(grep -v ' Killed ' >&2); then
+    echo "bench $name FAILED (see above)"
+    printf '%s\tFAILED\t\t\t\n' "$name" >> "$BENCH_SUMMARY"
+  fi
 done
 
 echo; echo "== summary =="

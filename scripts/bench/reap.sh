@@ -13,7 +13,7 @@ RUNS=${BENCH_REAP_RUNS:-3}
 NS=pisec-bench-reap-$$
 DIR=$(mktemp -d /tmp/pisec-bench-reap.XXXXXX); chmod 0755 "$DIR"
 BENCH_OUT_DIR=$DIR/out; mkdir -m 0777 "$BENCH_OUT_DIR"
-kill_ns() { for p in $(ip netns pids "$NS" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done; }
+kill_ns() { for p in $(ip netns pids "$NS" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done; }
 cleanup() {
   set +e
   [ -n "${daemon:-}" ] && kill -TERM "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null

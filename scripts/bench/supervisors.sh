@@ -20,7 +20,7 @@ SECS=${BENCH_IDLE_SECONDS:-60}
 NS=pisec-bench-sup-$$
 DIR=$(mktemp -d /tmp/pisec-bench-sup.XXXXXX); chmod 0755 "$DIR"
 BENCH_OUT_DIR=$DIR/out; mkdir -m 0777 "$BENCH_OUT_DIR"
-kill_ns() { for p in $(ip netns pids "$NS" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done; }
+kill_ns() { for p in $(ip netns pids "$NS" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done; }
 cleanup() {
   set +e
   [ -n "${PISECD_PID:-}" ] && kill -TERM "$PISECD_PID" 2>/dev/null && wait "$PISECD_PID" 2>/dev/null
@@ -141,7 +141,8 @@ stop_pisecd; kill_ns; sleep 0.2
 # "restarts cpu_ns" between the first and the last start seen.
 crash_run() {
   local name=$1 pid=$2 secs=$3 max=$4 out=$BENCH_OUT_DIR/$1.out l0 l1 t0 cpu0 cpu1
-  for _ in $(seq 100); do [ -s "$out" ] && break; sleep 0.02; done
+  for _ in $(seq 500); do [ -s "$out" ] && break; sleep 0.02; done
+  [ -s "$out" ] || { echo "supervisors: $name never started the payload" >&2; echo "0 0"; return; }
   l0=$(wc -l < "$out"); cpu0=$(cpu_ns "$pid"); t0=$SECONDS
   while [ $((SECONDS - t0)) -lt "$secs" ] && [ $(($(wc -l < "$out") - l0)) -lt "$max" ]; do sleep 0.1; done
   cpu1=$(cpu_ns "$pid"); l1=$(wc -l < "$out")

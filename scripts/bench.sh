@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "bench.sh: run as root (network namespaces, nftables, anchors)" >&2; exit 1; }
 start=$SECONDS
-scripts/setup.sh
+scripts/setup.sh --host  # the host's packages and trixie's libmnl.a; not the ARMv6 sysroot
 cmake --preset host-static >/dev/null
 cmake --build --preset host-static -j "$(nproc)" >/dev/null
 export PISECD=$PWD/build/host-static/pisecd PISEC_BUILD=$PWD/build/host-static PISEC_SOURCE=$PWD

@@ -121,6 +121,13 @@ if [ "$(dpkg --print-architecture)" = amd64 ] && [ ! -f "$STATIC_AMD64/usr/lib/x
   [ -f "$STATIC_AMD64/usr/lib/x86_64-linux-gnu/libmnl.a" ] || { log "trixie's libmnl-dev holds no libmnl.a"; exit 1; }
 fi
 
+# --host: only what the host builds need (scripts/bench.sh): no armel sysroot,
+# no OpenSSL or RE2 built for ARMv6.
+if [ "${1:-}" = --host ]; then
+  log "host only: the armel sysroot is not checked"
+  exit 0
+fi
+
 stamp_content="$STAMP_VERSION ${ARMEL_PACKAGES[*]} ${TRIXIE_ARMEL_PACKAGES[*]}"
 if [ -f "$SYSROOT/.stamp" ] && [ "$(cat "$SYSROOT/.stamp")" = "$stamp_content" ]; then
   log "armel sysroot up to date ($SYSROOT)"

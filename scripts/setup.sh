@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything pisecd needs to build and test on Debian bookworm, and
 # assembles the armel sysroot for the ARMv6 cross build under build/.
-# Idempotent: a second run only checks and returns.
+# Idempotent: a second run only checks and returns. --host: the host's part only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

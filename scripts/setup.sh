@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything pisecd needs to build and test on Debian bookworm, and
 # assembles the armel sysroot for the ARMv6 cross build under build/.
-# Idempotent: a second run only checks and returns.
+# Idempotent: a second run only checks and returns. --host: the host's part only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -80,6 +80,54 @@ fi
 check_compiler arm-linux-gnueabihf-gcc "-march=armv7-a -mfpu=vfpv3-d16" "needs libc6-dev-armhf-cross"
 check_compiler arm-linux-gnueabi-gcc "-march=armv6 -static" "needs libc6-dev-armel-cross"
 
+# trixie_download ARCH DIR PACKAGE...: download the next release's packages
+# for ARCH into DIR through a private apt configuration (build/apt-trixie-ARCH)
+# that reads the mirror from this machine's own sources, so no registry name
+# is written here and the machine's apt state is left alone.
+trixie_download() {
+  local arch=$1 dir=$2 uri apt_dir
+  shift 2
+  uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  if [ -z "$uri" ]; then
+    uri=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list 2>/dev/null || true)
+  fi
+  [ -n "$uri" ] || { log "cannot find this machine's Debian mirror in /etc/apt"; exit 1; }
+  apt_dir=$ROOT/build/apt-trixie-$arch
+  mkdir -p "$apt_dir/sources" "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$dir"
+  cat > "$apt_dir/sources/trixie.sources" <<SRC
+Types: deb
+URIs: $uri
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  local apt_opts=(-o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$apt_dir/sources"
+                  -o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache="$apt_dir/cache"
+                  -o APT::Architecture="$arch" -o APT::Architectures="$arch" -o Debug::NoLocking=1)
+  apt-get "${apt_opts[@]}" update -qq
+  ( cd "$dir" && apt-get "${apt_opts[@]}" -o APT::Sandbox::User=root download -qq "$@" )
+}
+
+# The static x86-64 build (preset host-static, what scripts/bench.sh measures):
+# bookworm ships no libmnl.a for amd64 either; trixie's libmnl-dev, unpacked
+# under build/static-amd64 (the preset points CMAKE_LIBRARY_PATH there).
+STATIC_AMD64=$ROOT/build/static-amd64
+if [ "$(dpkg --print-architecture)" = amd64 ] && [ ! -f "$STATIC_AMD64/usr/lib/x86_64-linux-gnu/libmnl.a" ]; then
+  log "unpacking trixie's libmnl-dev (amd64) into build/static-amd64"
+  rm -rf "$ROOT/build/amd64-debs" "$STATIC_AMD64"
+  trixie_download amd64 "$ROOT/build/amd64-debs" libmnl-dev
+  for deb in "$ROOT"/build/amd64-debs/*.deb; do dpkg -x "$deb" "$STATIC_AMD64"; done
+  find "$STATIC_AMD64" -name '*.so' -type l -delete  # static archives only
+  [ -f "$STATIC_AMD64/usr/lib/x86_64-linux-gnu/libmnl.a" ] || { log "trixie's libmnl-dev holds no libmnl.a"; exit 1; }
+fi
+
+# --host: only what the host builds need (scripts/bench.sh): no armel sysroot,
+# no OpenSSL or RE2 built for ARMv6.
+if [ "${1:-}" = --host ]; then
+  log "host only: the armel sysroot is not checked"
+  exit 0
+fi
+
 stamp_content="$STAMP_VERSION ${ARMEL_PACKAGES[*]} ${TRIXIE_ARMEL_PACKAGES[*]}"
 if [ -f "$SYSROOT/.stamp" ] && [ "$(cat "$SYSROOT/.stamp")" = "$stamp_content" ]; then
   log "armel sysroot up to date ($SYSROOT)"
@@ -100,27 +148,7 @@ rm -rf "$debs" "$SYSROOT.tmp"
 mkdir -p "$debs" "$SYSROOT.tmp"
 ( cd "$debs" && apt-get -o APT::Sandbox::User=root download -qq "${ARMEL_PACKAGES[@]/%/:armel}" )
 
-# A private apt configuration for the next release, reading the mirror from
-# this machine's own sources so no registry name is written here.
-uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-if [ -z "$uri" ]; then
-  uri=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list 2>/dev/null || true)
-fi
-[ -n "$uri" ] || { log "cannot find this machine's Debian mirror in /etc/apt"; exit 1; }
-apt_dir=$ROOT/build/apt-trixie
-mkdir -p "$apt_dir/sources" "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
-cat > "$apt_dir/sources/trixie.sources" <<SRC
-Types: deb
-URIs: $uri
-Suites: trixie
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-apt_opts=(-o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$apt_dir/sources"
-          -o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache="$apt_dir/cache"
-          -o APT::Architecture=armel -o APT::Architectures=armel -o Debug::NoLocking=1)
-apt-get "${apt_opts[@]}" update -qq
-( cd "$debs" && apt-get "${apt_opts[@]}" -o APT::Sandbox::User=root download -qq "${TRIXIE_ARMEL_PACKAGES[@]}" )
+trixie_download armel "$debs" "${TRIXIE_ARMEL_PACKAGES[@]}"
 
 for deb in "$debs"/*.deb; do dpkg -x "$deb" "$SYSROOT.tmp"; done
 # Header-only libraries are architecture-independent: expose the host's copies.

@@ -2,7 +2,7 @@
 # Applying the service ruleset: `pisecd firewall apply` (one libnftnl batch plus
 # read-back verification) against `nft -f` of pisecd's own rendered text
 # (the same atomic delete-and-recreate, no verification), side by side in one
-# fresh network namespace. Prints both means and the ratio; asserts nothing.
+# fresh network namespace. Prints medians, spread and the ratio; asserts nothing.
 set -euo pipefail
 [ "$(id -u)" -eq 0 ] || { echo "firewall bench: needs root (network namespace); skipped"; exit 0; }
 PISECD=${PISECD:-$PWD/build/host/pisecd}
@@ -37,24 +37,23 @@ nft_cmd=(nft -f "$TMP/ruleset.nft")
 ip netns exec "$NS" "${pisecd_cmd[@]}" >/dev/null
 ip netns exec "$NS" "${nft_cmd[@]}"
 
-if command -v hyperfine >/dev/null; then
-  ip netns exec "$NS" hyperfine -N --warmup 3 --runs "$RUNS" --export-csv "$TMP/times.csv" \
-    -n "pisecd firewall apply" "${pisecd_cmd[*]}" -n "nft -f (rendered)" "${nft_cmd[*]}" >/dev/null
-  mean_pisecd=$(awk -F, 'NR==2 {print $2 * 1000}' "$TMP/times.csv")
-  mean_nft=$(awk -F, 'NR==3 {print $2 * 1000}' "$TMP/times.csv")
-else
-  time_loop() {
-    local start end
-    start=$(date +%s%N)
-    for _ in $(seq "$RUNS"); do ip netns exec "$NS" "$@" >/dev/null; done
-    end=$(date +%s%N)
-    awk -v d=$((end - start)) -v n="$RUNS" 'BEGIN {print d / n / 1e6}'
-  }
-  mean_pisecd=$(time_loop "${pisecd_cmd[@]}")
-  mean_nft=$(time_loop "${nft_cmd[@]}")
-fi
+ip netns exec "$NS" hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$TMP/times.json" \
+  -n "pisecd firewall apply" "${pisecd_cmd[*]}" -n "nft -f (rendered)" "${nft_cmd[*]}" >/dev/null 2>&1
+ms() { jq -r ".results[$1] | \"\\(.median * 1000) \\(.min * 1000) \\(.max * 1000)\"" "$TMP/times.json"; }
+read -r med_p min_p max_p < <(ms 0)
+read -r med_n min_n max_n < <(ms 1)
 rules=$(ip netns exec "$NS" nft list table inet pisec | grep -cE '^\s+(ct|ip|icmp|tcp|udp|meta|iif|oif)')
-printf 'firewall apply, service ruleset (%d rules), %d runs each:\n' "$rules" "$RUNS"
-printf '  pisecd firewall apply (incl. read-back verify): %8.2f ms\n' "$mean_pisecd"
-printf '  nft -f of the rendered text:                    %8.2f ms\n' "$mean_nft"
-awk -v a="$mean_pisecd" -v b="$mean_nft" 'BEGIN {printf "  ratio pisecd/nft: %.2f\n", a / b}'
+printf 'firewall apply, service ruleset (%d rules), %d runs each (hyperfine -N), ms median (min–max); load: %s\n' \
+  "$rules" "$RUNS" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '  pisecd firewall apply (incl. read-back verify): %6.2f (%.2f–%.2f)\n' "$med_p" "$min_p" "$max_p"
+printf '  nft -f of the rendered text:                    %6.2f (%.2f–%.2f)\n' "$med_n" "$min_n" "$max_n"
+r=$(awk -v a="$med_p" -v b="$med_n" 'BEGIN {printf "%.2f", a / b}')
+echo "  ratio pisecd/nft: $r"
+if [ -n "${BENCH_SUMMARY:-}" ]; then
+  # shellcheck source=scripts/bench/common.bash
+  source "$(dirname "$0")/common.bash"
+  summary "firewall apply, service ruleset ($rules rules), ms (aim ≤ 0.5×)" \
+    "$(printf '%.2f (%.2f–%.2f)' "$med_p" "$min_p" "$max_p")" \
+    "nft -f $(printf '%.2f (%.2f–%.2f)' "$med_n" "$min_n" "$max_n")" "${r}×" \
+    "$(awk -v r="$r" 'BEGIN {print (r <= 0.5) ? "met" : "not met"}')"
+fi

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Issue 5, acceptance line 7: `pisecd manifest verify` hashing throughput on a
 # 256 MiB file against `openssl dgst -sha256` and `sha256sum` on the same file,
-# in the same run, page cache warm. Best of 3 runs each. Prints MiB/s and ratios.
+# in the same run, page cache warm. BENCH_RUNS (5) runs each under hyperfine;
+# prints the median run's MiB/s, the spread and the ratios.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 PISECD=${PISECD:-$src/build/host/pisecd}
 build=${PISEC_BUILD:-$src/build/host}
 size_mib=${BENCH_SIZE_MIB:-256}
-runs=${BENCH_RUNS:-3}
+runs=${BENCH_RUNS:-5}
 
 work=$(mktemp -d "$build/bench-integrity-XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -19,32 +20,26 @@ head -c "${size_mib}M" /dev/urandom >big.bin
 "$PISECD" manifest sign -s k.sec -m MANIFEST >/dev/null
 cat big.bin >/dev/null  # warm the page cache: measure hashing, not the disk
 
-# best_ns CMD...: fastest wall time of $runs runs, in nanoseconds.
-best_ns() {
-  local best=0 t0 t1 i
-  for ((i = 0; i < runs; i++)); do
-    t0=$(date +%s%N)
-    "$@" >/dev/null
-    t1=$(date +%s%N)
-    if ((best == 0 || t1 - t0 < best)); then best=$((t1 - t0)); fi
-  done
-  echo "$best"
-}
-
-pisecd_ns=$(best_ns "$PISECD" manifest verify -p k.pub -m MANIFEST)
-openssl_ns=$(best_ns openssl dgst -sha256 big.bin)
-sha256sum_ns=$(best_ns sha256sum big.bin)
-
 # Same file, same digest: a benchmark of a wrong answer is worthless.
 want=$(sha256sum big.bin | cut -d' ' -f1)
 grep -q "^$want  big.bin\$" MANIFEST || { echo "FAIL: manifest digest differs from sha256sum" >&2; exit 1; }
 
-awk -v mib="$size_mib" -v p="$pisecd_ns" -v o="$openssl_ns" -v s="$sha256sum_ns" -v runs="$runs" 'BEGIN {
-  mp = mib / (p / 1e9); mo = mib / (o / 1e9); ms = mib / (s / 1e9)
-  printf "file: %d MiB, best of %d runs, page cache warm\n", mib, runs
-  printf "%-42s %8.1f MiB/s  (%.3f s)\n", "pisecd manifest verify (sig + sha256)", mp, p / 1e9
-  printf "%-42s %8.1f MiB/s  (%.3f s)\n", "openssl dgst -sha256", mo, o / 1e9
-  printf "%-42s %8.1f MiB/s  (%.3f s)\n", "sha256sum", ms, s / 1e9
-  printf "ratio pisecd/openssl:   %.2f\n", mp / mo
-  printf "ratio pisecd/sha256sum: %.2f\n", mp / ms
-}'
+hyperfine -N --warmup 1 --runs "$runs" --export-json times.json \
+  -n pisecd "$PISECD manifest verify -p k.pub -m MANIFEST" \
+  -n openssl "openssl dgst -sha256 big.bin" -n sha256sum "sha256sum big.bin" >/dev/null 2>&1
+# MiB/s of the median run, and of the slowest and fastest.
+read -r p p_lo p_hi o o_lo o_hi s s_lo s_hi < <(jq -r --argjson mib "$size_mib" \
+  '[.results[] | ($mib / .median), ($mib / .max), ($mib / .min)] | map(. * 10 | round / 10) | join(" ")' times.json)
+echo "file: $size_mib MiB, $runs runs each (hyperfine -N), page cache warm, MiB/s of the median run (slowest–fastest); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '  %-38s %8s (%s–%s)\n' "pisecd manifest verify (sig + sha256)" "$p" "$p_lo" "$p_hi" \
+  "openssl dgst -sha256" "$o" "$o_lo" "$o_hi" "sha256sum" "$s" "$s_lo" "$s_hi"
+r_o=$(awk -v a="$p" -v b="$o" 'BEGIN {printf "%.2f", a / b}')
+r_s=$(awk -v a="$p" -v b="$s" 'BEGIN {printf "%.2f", a / b}')
+echo "  ratio pisecd/openssl: $r_o   pisecd/sha256sum: $r_s"
+if [ -n "${BENCH_SUMMARY:-}" ]; then
+  # shellcheck source=scripts/bench/common.bash
+  source "$src/scripts/bench/common.bash"
+  summary "integrity hashing, $size_mib MiB, MiB/s (aim ≥ 0.9× openssl)" "$p ($p_lo–$p_hi)" \
+    "openssl $o ($o_lo–$o_hi), sha256sum $s ($s_lo–$s_hi)" "$r_o× openssl, $r_s× sha256sum" \
+    "$(awk -v r="$r_o" 'BEGIN {print (r >= 0.9) ? "met" : "not met"}')"
+fi

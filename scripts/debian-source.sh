@@ -14,6 +14,7 @@ pkg=${1:?usage: debian-source.sh SOURCE-PACKAGE}
 DL=$ROOT/build/debian-source
 log() { printf 'debian-source: %s\n' "$*" >&2; }
 
+mkdir -p "$DL"  # find fails on a missing folder, and pipefail would end the script silently
 find_tarball() { find "$DL" -maxdepth 1 -name "${pkg}_*.orig.tar.*" ! -name '*.sum' ! -name '*.part' 2>/dev/null | sort -V | tail -n1; }
 
 tarball=$(find_tarball)

@@ -87,7 +87,7 @@ class LineAssembler {
 
  private:
   void emit(const LineFn& on_line);
-  void cut(std::string_view dropped, const CutFn& on_cut);
+  void drop(std::string_view dropped, const CutFn& on_cut);
   std::size_t max_;
   std::string partial_;
   bool truncated_ = false;  // current line was cut; discarding until '\n'

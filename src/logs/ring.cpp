@@ -30,14 +30,14 @@ LineAssembler::LineAssembler(std::size_t max_line_bytes) : max_(std::max<std::si
   partial_.reserve(std::min<std::size_t>(max_, 256));
 }
 
-void LineAssembler::feed(std::string_view bytes, const LineFn& on_line) {
+void LineAssembler::feed(std::string_view bytes, const LineFn& on_line, const CutFn& on_cut) {
   while (!bytes.empty()) {
     const void* nl_ptr = std::memchr(bytes.data(), '\n', bytes.size());
     std::size_t seg_len = nl_ptr ? static_cast<std::size_t>(static_cast<const char*>(nl_ptr) - bytes.data())
                                  : bytes.size();
     std::string_view seg = bytes.substr(0, seg_len);
     if (truncated_) {
-      cut(seg, on_cut);
+      drop(seg, on_cut);
     } else {
       std::size_t room = max_ - partial_.size();
       partial_.append(seg.substr(0, room));
@@ -58,7 +58,7 @@ void LineAssembler::feed(std::string_view bytes, const LineFn& on_line) {
         partial_.append(truncated_marker);
         emit(on_line);
         truncated_ = true;
-        cut(seg.substr(room), on_cut);
+        drop(seg.substr(room), on_cut);
       }
     }
     if (!nl_ptr) break;
@@ -76,7 +76,7 @@ void LineAssembler::finish(const LineFn& on_line) {
   cut_context_.clear();
 }
 
-void LineAssembler::cut(std::string_view dropped, const CutFn& on_cut) {
+void LineAssembler::drop(std::string_view dropped, const CutFn& on_cut) {
   if (!on_cut || dropped.empty()) return;
   std::string window = cut_context_;
   window.append(dropped);

@@ -38,7 +38,14 @@ wait_for 20 '.state == "running" and .mux.state == "running"' ||
 
 mux_proc() { pgrep -u "$MUX_UID" -f -- "/dev/.pisec/init mux " | while read -r p; do
   [ "$(tr '\0' ' ' <"/proc/$p/cmdline" | cut -d' ' -f2)" = mux ] && echo "$p"; done | tail -1; }
-MUX=$(mux_proc)
+# "running" may come a moment before the sandbox's init has exec'd the mux
+# (seen under the slower host-asan build): look for up to 5 s.
+MUX=
+for _ in $(seq 50); do
+  MUX=$(mux_proc)
+  [ -n "$MUX" ] && break
+  sleep 0.1
+done
 [ -n "$MUX" ] || { fail "no mux process"; finish; }
 fds() { find "/proc/$MUX/fd" -mindepth 1 -maxdepth 1 | wc -l; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$MUX/status"; }

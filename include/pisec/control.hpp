@@ -194,6 +194,22 @@ class Server {
   std::shared_ptr<Core> core_;
 };
 
+// ---- the request line (pure: unit-tested and fuzzed) ----------------------------
+
+struct Request {
+  enum class Command { status, metrics, logs };
+  Command command = Command::status;
+  std::size_t n = 100;  // logs: how many entries back
+  bool follow = false;  // logs: then keep sending new ones
+};
+// Why a request was refused; what() is the text of the error line sent back.
+struct RequestError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+// One request line (without its '\n'), as sent by a client. Throws RequestError
+// ("request is not valid JSON", "unknown command \"x\"", ...).
+Request parse_request(std::string_view line);
+
 // ---- peer credentials (pure parts, unit-tested) ------------------------------
 
 struct PeerCredentials {

@@ -53,6 +53,10 @@ class Redactor {
   Redactor& operator=(Redactor&&) noexcept;
 
   std::string redact(std::string_view line, StreamState& state) const;
+  // Bytes of the current line that were cut off by the line limit and are
+  // stored nowhere (LineAssembler's on_cut): they only move the state, so a
+  // BEGIN marker cut in half or dropped still hides the key lines after it.
+  void follow_cut(std::string_view cut_window, StreamState& state) const;
 
  private:
   std::vector<std::unique_ptr<re2::RE2>> user_;
@@ -69,17 +73,25 @@ std::string pattern_error(const std::string& pattern);
 class LineAssembler {
  public:
   using LineFn = std::function<void(std::string_view line)>;
+  // What a cut line loses, for the Redactor's state (follow_cut): the cut
+  // bytes, each time preceded by up to cut_overlap bytes of the line before
+  // them, so that a marker across the cut (or across two pieces) is whole in
+  // one window.
+  using CutFn = std::function<void(std::string_view window)>;
+  static constexpr std::size_t cut_overlap = 128;  // > the longest built-in marker (67 bytes)
 
   explicit LineAssembler(std::size_t max_line_bytes);
-  void feed(std::string_view bytes, const LineFn& on_line);
+  void feed(std::string_view bytes, const LineFn& on_line, const CutFn& on_cut = nullptr);
   // End of stream: emits a partial last line, if any, and resets.
   void finish(const LineFn& on_line);
 
  private:
   void emit(const LineFn& on_line);
+  void drop(std::string_view dropped, const CutFn& on_cut);
   std::size_t max_;
   std::string partial_;
   bool truncated_ = false;  // current line was cut; discarding until '\n'
+  std::string cut_context_;  // the last cut_overlap raw bytes of a cut line
 };
 
 struct Entry {

@@ -708,6 +708,9 @@ void MemoryReader::read(std::uint64_t offset, std::span<std::uint8_t> out) const
   if (offset > bytes_.size() || out.size() > bytes_.size() - offset)
     throw ReadError("read of " + std::to_string(out.size()) + " bytes at offset " + hex(offset) +
                     " beyond the end of " + std::to_string(bytes_.size()) + " bytes");
+  // An empty span may hold a null pointer, which memcpy must not get even
+  // for no bytes (found by the host-asan unit run: an empty file).
+  if (out.empty()) return;
   std::memcpy(out.data(), bytes_.data() + offset, out.size());
 }
 

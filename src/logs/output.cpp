@@ -212,7 +212,9 @@ void Logger::copy_summary(const std::string& text) {
 
 void Logger::feed(Stream stream, std::string_view bytes) {
   PerStream& ps = per_stream(stream);
-  ps.assembler.feed(bytes, [&](std::string_view line) { store(stream, line, ps); });
+  ps.assembler.feed(
+      bytes, [&](std::string_view line) { store(stream, line, ps); },
+      [&](std::string_view cut) { redactor_.follow_cut(cut, ps.state); });
 }
 
 void Logger::end_of_stream(Stream stream) {

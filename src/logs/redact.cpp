@@ -200,4 +200,12 @@ std::string Redactor::redact(std::string_view line, StreamState& state) const {
   return result;
 }
 
+void Redactor::follow_cut(std::string_view cut_window, StreamState& state) const {
+  // The window may repeat the end of what redact() or the last window saw:
+  // scanning a marker twice leaves the same state, since the state after any
+  // run of markers is set by the last one.
+  std::vector<Range> unused;
+  if (state.in_private_key || cut_window.find("-----") != npos) scan_pem(cut_window, state, unused);
+}
+
 }  // namespace pisec::logs

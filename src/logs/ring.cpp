@@ -30,16 +30,21 @@ LineAssembler::LineAssembler(std::size_t max_line_bytes) : max_(std::max<std::si
   partial_.reserve(std::min<std::size_t>(max_, 256));
 }
 
-void LineAssembler::feed(std::string_view bytes, const LineFn& on_line) {
+void LineAssembler::feed(std::string_view bytes, const LineFn& on_line, const CutFn& on_cut) {
   while (!bytes.empty()) {
     const void* nl_ptr = std::memchr(bytes.data(), '\n', bytes.size());
     std::size_t seg_len = nl_ptr ? static_cast<std::size_t>(static_cast<const char*>(nl_ptr) - bytes.data())
                                  : bytes.size();
     std::string_view seg = bytes.substr(0, seg_len);
-    if (!truncated_) {
+    if (truncated_) {
+      drop(seg, on_cut);
+    } else {
       std::size_t room = max_ - partial_.size();
       partial_.append(seg.substr(0, room));
       if (seg.size() > room) {
+        // The raw bytes before the cut (with a character dropped below).
+        cut_context_.assign(
+            std::string_view(partial_).substr(partial_.size() - std::min(partial_.size(), cut_overlap)));
         // Cut at a UTF-8 character boundary: if the first byte left out is a
         // continuation byte, drop the partial character already taken.
         auto is_cont = [](char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; };
@@ -53,11 +58,13 @@ void LineAssembler::feed(std::string_view bytes, const LineFn& on_line) {
         partial_.append(truncated_marker);
         emit(on_line);
         truncated_ = true;
+        drop(seg.substr(room), on_cut);
       }
     }
     if (!nl_ptr) break;
     if (!truncated_) emit(on_line);
     truncated_ = false;
+    cut_context_.clear();
     bytes.remove_prefix(seg_len + 1);
   }
 }
@@ -66,6 +73,15 @@ void LineAssembler::finish(const LineFn& on_line) {
   if (!truncated_ && !partial_.empty()) emit(on_line);
   partial_.clear();
   truncated_ = false;
+  cut_context_.clear();
+}
+
+void LineAssembler::drop(std::string_view dropped, const CutFn& on_cut) {
+  if (!on_cut || dropped.empty()) return;
+  std::string window = cut_context_;
+  window.append(dropped);
+  on_cut(window);
+  cut_context_.assign(std::string_view(window).substr(window.size() - std::min(window.size(), cut_overlap)));
 }
 
 void LineAssembler::emit(const LineFn& on_line) {

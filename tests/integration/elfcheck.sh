@@ -94,7 +94,9 @@ fi
 # the section headers) is judged from its headers, in well under 16 MiB ---------
 case "$(uname -m)" in
   x86_64)
-    if [[ -x /usr/bin/time ]]; then
+    if [ "${PISEC_SANITIZED:-0}" = 1 ]; then
+      echo "SKIP: peak RSS check (sanitized build: ASan's shadow memory is resident too)"
+    elif [[ -x /usr/bin/time ]]; then
       cp "$host_bin" "$work/big-elf"
       truncate -s 100M "$work/big-elf"
       rss_kib=$(/usr/bin/time -f '%M' "$PISECD" elfcheck --target host "$work/big-elf" 2>&1 >/dev/null | tail -n 1)

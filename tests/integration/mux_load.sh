@@ -38,7 +38,14 @@ wait_for 20 '.state == "running" and .mux.state == "running"' ||
 
 mux_proc() { pgrep -u "$MUX_UID" -f -- "/dev/.pisec/init mux " | while read -r p; do
   [ "$(tr '\0' ' ' <"/proc/$p/cmdline" | cut -d' ' -f2)" = mux ] && echo "$p"; done | tail -1; }
-MUX=$(mux_proc)
+# "running" may come a moment before the sandbox's init has exec'd the mux
+# (seen under the slower host-asan build): look for up to 5 s.
+MUX=
+for _ in $(seq 50); do
+  MUX=$(mux_proc)
+  [ -n "$MUX" ] && break
+  sleep 0.1
+done
 [ -n "$MUX" ] || { fail "no mux process"; finish; }
 fds() { find "/proc/$MUX/fd" -mindepth 1 -maxdepth 1 | wc -l; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$MUX/status"; }
@@ -117,7 +124,12 @@ check "a fresh client is answered under load (got ${out% *}) in under 1 s (${t_m
 code=$(ip netns exec "$WAN" curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
   -H "Authorization: Bearer load-test-token" http://10.99.0.2/debug/status)
 check "/debug/status answers under load (got $code)" test "$code" = 200
-check "the mux's VmRSS under load stays below ${RSS_BOUND_KB} kB (got $RSS_LOADED kB)" test "$RSS_LOADED" -lt "$RSS_BOUND_KB"
+if [ "${PISEC_SANITIZED:-0}" = 1 ]; then
+  # ASan's shadow memory and quarantine of freed blocks are resident too.
+  echo "SKIP: the mux's VmRSS bound (sanitized build: $RSS_LOADED kB under load)"
+else
+  check "the mux's VmRSS under load stays below ${RSS_BOUND_KB} kB (got $RSS_LOADED kB)" test "$RSS_LOADED" -lt "$RSS_BOUND_KB"
+fi
 
 for _ in $(seq 150); do [ -e "$T_DIR/slow-done" ] && break; sleep 0.1; done
 cat "$T_DIR/load.log"

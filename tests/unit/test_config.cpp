@@ -130,6 +130,27 @@ TEST_CASE("bad configs are refused with file, line, key and reason", "[config]")
   }
 }
 
+// Found by fuzz_config: toml++ 3.3 reaches undefined behaviour (an
+// "unreachable" branch) on non-ASCII outside strings and in multi-line
+// strings, so the loader refuses non-ASCII before toml++ sees it.
+TEST_CASE("non-ASCII bytes are refused outside comments, with line and column", "[config]") {
+  const std::string why = ": the configuration is ASCII outside comments (in a \"string\", write \\uXXXX)";
+  CHECK(only_error("\xc3\xa9 = 1\n" + std::string(minimal)) == "t.toml:1: non-ASCII byte 0xC3 at column 1" + why);
+  CHECK(only_error(std::string(minimal) + "x = 1\xc3\xa9\n") == "t.toml:8: non-ASCII byte 0xC3 at column 6" + why);
+  CHECK(only_error(std::string(minimal) + "x = 'caf\xc3\xa9'\n") == "t.toml:8: non-ASCII byte 0xC3 at column 9" + why);
+  CHECK(only_error(std::string(minimal) + "x = \"\"\"a\\\n\xe2\x80\x83" "b\"\"\"\n") ==
+        "t.toml:9: non-ASCII byte 0xE2 at column 1" + why);
+  CHECK(only_error(std::string(minimal) + "x = '# not a comment \xc3\xa9'\n") ==
+        "t.toml:8: non-ASCII byte 0xC3 at column 22" + why);
+  // Comments may hold any text (the shipped example has an em dash), and a
+  // string its escapes.
+  auto c = load_string("# caf\xc3\xa9 \xe2\x80\x94 ok\n" + std::string(minimal) +
+                             "[logs]\nredact = [\"caf\\u00e9\"] # \xe2\x80\x94\n",
+                         "t.toml");
+  REQUIRE(c.logs.redact.size() == 1);
+  CHECK(c.logs.redact[0] == "caf\xc3\xa9");
+}
+
 TEST_CASE("redact patterns are checked with RE2's syntax, and the copy limits' ranges", "[config]") {
   std::string base = std::string(minimal) + "[logs]\n";
   // ECMAScript accepted these; RE2 (what the redactor runs) has no

@@ -382,6 +382,39 @@ TEST_CASE("client: malformed or missing answers are errors, with a timeout", "[c
   ::close(lfd);
 }
 
+TEST_CASE("request lines: what a client may ask, and the error each refusal sends", "[control]") {
+  using C = control::Request::Command;
+  CHECK(control::parse_request(R"({"cmd":"status"})").command == C::status);
+  CHECK(control::parse_request(R"({"cmd":"metrics"})").command == C::metrics);
+  auto logs = control::parse_request(R"({"cmd":"logs","n":7,"follow":true})");
+  CHECK(logs.command == C::logs);
+  CHECK(logs.n == 7);
+  CHECK(logs.follow);
+  auto plain = control::parse_request(R"({"cmd":"logs"})");
+  CHECK(plain.n == 100);
+  CHECK_FALSE(plain.follow);
+  CHECK(control::parse_request(R"({"cmd":"logs","n":18446744073709551615})").n == SIZE_MAX);
+  auto refused = [](std::string_view line) {
+    try {
+      control::parse_request(line);
+    } catch (const control::RequestError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  CHECK(refused("") == "request is not valid JSON");
+  CHECK(refused("{\"cmd\":\"status\"") == "request is not valid JSON");
+  CHECK(refused("[\"status\"]") == "request needs a \"cmd\" string");
+  CHECK(refused(R"({"cmd":1})") == "request needs a \"cmd\" string");
+  CHECK(refused(R"({"cmd":"status","n":1})") == "status takes no arguments");
+  CHECK(refused(R"({"cmd":"metrics","x":1})") == "metrics takes no arguments");
+  CHECK(refused(R"({"cmd":"logs","n":-1})") == "\"n\" must be a non-negative integer");
+  CHECK(refused(R"({"cmd":"logs","n":1.5})") == "\"n\" must be a non-negative integer");
+  CHECK(refused(R"({"cmd":"logs","follow":1})") == "\"follow\" must be true or false");
+  CHECK(refused(R"({"cmd":"logs","x":1})") == "unknown key \"x\" in logs request");
+  CHECK(refused(R"({"cmd":"reboot"})") == "unknown command \"reboot\"");
+}
+
 TEST_CASE("peer credential rules and /etc/group parsing", "[control]") {
   CHECK(control::peer_allowed({1, 0, 0, {}}, std::nullopt));
   CHECK_FALSE(control::peer_allowed({1, 1000, 1000, {10, 20}}, std::nullopt));

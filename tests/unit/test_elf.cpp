@@ -619,7 +619,12 @@ TEST_CASE("check_file reads headers and judged sections only: a 100 MiB ELF cost
   long growth = child_peak_growth_kib([&] { (void)elf::check_file(path, Target::armv6); });
   INFO("peak RSS grew by " << growth << " KiB while judging a 100 MiB file");
   REQUIRE(growth >= 0);
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan's shadow memory and quarantine of freed blocks are resident too.
+  WARN("skipped: the peak RSS bound (sanitized build: grew by " << growth << " KiB)");
+#else
   CHECK(growth < 16 * 1024);
+#endif
   CHECK(elf::check_file(path, Target::armv6).status == Status::runs);
 }
 

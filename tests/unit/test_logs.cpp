@@ -256,6 +256,39 @@ TEST_CASE("Logger redacts before the ring and the sinks see a line", "[logs]") {
   CHECK(all[8].ts_ms == 42);
 }
 
+// Found by fuzz_redact: the line limit cut the BEGIN marker in half (or
+// dropped it whole), the redactor never saw it, and the key body after it
+// was stored in clear.
+TEST_CASE("a PEM BEGIN marker cut off by the line limit still hides the key lines", "[logs]") {
+  const std::string body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC";
+  const std::string dropped_whole(40, 'x');  // the marker lies wholly beyond the cut
+  for (std::string_view prefix : {std::string_view("key follows: "), std::string_view(), std::string_view(dropped_whole)}) {
+    for (std::size_t piece : {std::size_t{1}, std::size_t{7}, std::size_t{4096}}) {
+      auto cfg = small_config();
+      cfg.max_line_bytes = 20;  // cuts "-----BEGIN PRIVATE KEY-----" (27 bytes) or drops it
+      Logger logger(cfg, {}, [] { return std::int64_t{0}; });
+      const std::string out = std::string(prefix) + "-----BEGIN PRIVATE KEY-----\n" + body +
+                              "\n-----END PRIVATE KEY-----\nafter\n";
+      for (std::size_t at = 0; at < out.size(); at += piece)
+        logger.feed(Stream::payload_stdout, std::string_view(out).substr(at, piece));
+      auto all = logger.ring().tail(100);
+      INFO("prefix \"" << prefix << "\", pieces of " << piece);
+      REQUIRE(all.size() == 4);
+      CHECK(all[1].text == "[REDACTED]");
+      CHECK(all[3].text == "after");  // the END marker (kept, 25 bytes > 20, cut) ended the block
+    }
+  }
+  // The END marker cut off: the block ends all the same.
+  auto cfg = small_config();
+  cfg.max_line_bytes = 10;
+  Logger logger(cfg, {}, [] { return std::int64_t{0}; });
+  logger.feed(Stream::payload_stdout, "-----BEGIN PRIVATE KEY-----\nsecretbody\nxx-----END PRIVATE KEY-----\nafter\n");
+  auto all = logger.ring().tail(100);
+  REQUIRE(all.size() == 4);
+  CHECK(all[1].text == "[REDACTED]");
+  CHECK(all[3].text == "after");
+}
+
 TEST_CASE("NDJSON and text rendering", "[logs]") {
   Entry e{7, 1714564800123, Stream::payload_stderr, "he said \"hi\"\t\xff"};
   std::string line = to_ndjson(e);

@@ -62,6 +62,10 @@ void write_file_atomic(int dir_fd, const std::string& name, std::string_view con
 // The same by path: the parent directory is opened first.
 void write_file_atomic(const std::string& path, std::string_view content, mode_t mode);
 
+// The whole of a small text file (/proc, /etc/group, cgroupfs), or nullopt
+// when it cannot be opened.
+std::optional<std::string> read_text_file(const std::string& path);
+
 // UTC without gmtime: time_t is 32-bit on armel glibc (the Pi) and breaks in
 // 2038. iso = "2026-11-22T10:00:00Z", otherwise "2026-11-22 10:00:00 UTC".
 std::string format_utc(std::int64_t unix_seconds, bool iso = true);

@@ -6,25 +6,13 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "pisec/control.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::control {
-
-namespace {
-
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return {};
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-}  // namespace
 
 Request parse_request(std::string_view line) {
   using nlohmann::json;
@@ -101,7 +89,7 @@ std::optional<gid_t> find_group(std::string_view name_or_gid, std::string_view t
 }
 
 gid_t resolve_admin_group(std::string_view name_or_gid, const std::string& group_file) {
-  if (auto gid = find_group(name_or_gid, read_text_file(group_file))) return *gid;
+  if (auto gid = find_group(name_or_gid, util::read_text_file(group_file).value_or(""))) return *gid;
   const std::string name(name_or_gid);
   if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos)
     throw std::runtime_error("gid " + name + " is out of range (0-4294967294)");

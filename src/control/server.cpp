@@ -18,12 +18,12 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <list>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "pisec/control.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::control {
 
@@ -46,14 +46,6 @@ void set_cloexec(int fd) {
   // inherit the control socket.
   int flags = ::fcntl(fd, F_GETFD);
   if (flags >= 0) ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
-}
-
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return {};
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // Creates missing parent directories with mode 0700 (existing ones, such as
@@ -117,7 +109,7 @@ PeerCredentials read_peer_credentials(int fd) {
     if (errno != ERANGE) break;
     groups.resize(glen / sizeof(gid_t) + 1);
   }
-  std::string status = read_text_file("/proc/" + std::to_string(cred.pid) + "/status");
+  std::string status = util::read_text_file("/proc/" + std::to_string(cred.pid) + "/status").value_or("");
   // Only trust the file if it still describes a process of the same uid.
   std::istringstream lines(status);
   std::string line;

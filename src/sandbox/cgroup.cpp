@@ -7,7 +7,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 
 #include "pisec/sandbox.hpp"
@@ -28,14 +27,6 @@ bool has_word(std::string_view text, std::string_view word) {
   for (const auto& w : words(text))
     if (w == word) return true;
   return false;
-}
-
-std::optional<std::string> read_text(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 // Writes the whole value in one write(): cgroupfs takes one value per write.
@@ -89,17 +80,17 @@ MemoryLimit prepare_memory_limit(std::uint64_t bytes, const std::string& cgroup_
     r.note = "max_memory " + mib(bytes) + ": enforced by RLIMIT_AS (no cgroup v2 memory.max: " + why + ")";
     return r;
   };
-  auto mounts = read_text(proc.mountinfo);
+  auto mounts = util::read_text_file(proc.mountinfo);
   auto mount = mounts ? cgroup2_mount_point(*mounts) : std::nullopt;
   if (!mount) return fallback("no cgroup v2 hierarchy is mounted");
-  auto own = read_text(proc.cgroup);
+  auto own = util::read_text_file(proc.cgroup);
   auto path = own ? cgroup2_own_path(*own) : std::nullopt;
   if (!path) return fallback("this process is in no cgroup v2 group");
   const std::string dir = *mount + (*path == "/" ? "" : *path);
-  const std::string controllers = trimmed(read_text(dir + "/cgroup.controllers").value_or(""));
+  const std::string controllers = trimmed(util::read_text_file(dir + "/cgroup.controllers").value_or(""));
   if (!has_word(controllers, "memory"))
     return fallback(dir + " is offered no memory controller (cgroup.controllers: \"" + controllers + "\")");
-  if (!has_word(read_text(dir + "/cgroup.subtree_control").value_or(""), "memory")) {
+  if (!has_word(util::read_text_file(dir + "/cgroup.subtree_control").value_or(""), "memory")) {
     // Only possible where the daemon's group has no processes of its own
     // (the root group is exempt): a delegating parent should have done it.
     if (int err = write_value(dir + "/cgroup.subtree_control", "+memory"))

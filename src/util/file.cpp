@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 #include "pisec/util.hpp"
@@ -47,6 +49,14 @@ void write_file_atomic(int dir_fd, const std::string& name, std::string_view con
   if (::renameat(dir_fd, tmp.c_str(), dir_fd, name.c_str()) != 0) throw fail("cannot rename over it", errno);
   if (::fsync(dir_fd) != 0)
     throw std::runtime_error(shown + ": cannot fsync its directory (" + std::strerror(errno) + ")");
+}
+
+std::optional<std::string> read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 void write_file_atomic(const std::string& path, std::string_view content, mode_t mode) {

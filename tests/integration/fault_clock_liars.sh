@@ -21,11 +21,7 @@ set_clock = false
 timeout_s = 5
 request_timeout_ms = 500
 retries = 0"
-  write_config "[payload]
-command = [\"$FIXTURES/http_payload\", \"--port\", \"8080\"]
-ro_binds = $T_BINDS
-uid = $UID_P
-gid = $UID_P" "[firewall]
+  write_config "$(http_payload_table 8080 "$UID_P")" "[firewall]
 enabled = true"
   : > "$T_DIR/daemon.log"
   start_daemon

@@ -6,11 +6,7 @@
 source "$(dirname "$0")/lib.sh.inc"
 
 UID_P=41352
-write_config "[payload]
-command = [\"$FIXTURES/http_payload\", \"--port\", \"18080\"]
-ro_binds = $T_BINDS
-uid = $UID_P
-gid = $UID_P" "[firewall]
+write_config "$(http_payload_table 18080 "$UID_P")" "[firewall]
 enabled = false"
 start_daemon
 wait_for 10 '.payload.state == "running"' || fail "payload did not start"

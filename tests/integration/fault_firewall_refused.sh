@@ -9,11 +9,7 @@ source "$(dirname "$0")/lib.sh.inc"
 command -v setpriv >/dev/null || { echo "SKIP: setpriv (util-linux) not installed"; exit 77; }
 
 UID_P=41356
-write_config "[payload]
-command = [\"$FIXTURES/http_payload\", \"--port\", \"8080\"]
-ro_binds = $T_BINDS
-uid = $UID_P
-gid = $UID_P" "[firewall]
+write_config "$(http_payload_table 8080 "$UID_P")" "[firewall]
 enabled = true"
 before=$(ns_ruleset)
 T_DAEMON_WRAP=(setpriv --bounding-set -net_admin --inh-caps -net_admin)

@@ -12,11 +12,7 @@ run_missing() {  # $1: on_failure
   T_ENTROPY_GATE="hwrng = \"$HWRNG\"
 timeout_s = 10
 on_failure = \"$1\""
-  write_config "[payload]
-command = [\"$FIXTURES/http_payload\", \"--port\", \"18080\"]
-ro_binds = $T_BINDS
-uid = $UID_P
-gid = $UID_P" "[firewall]
+  write_config "$(http_payload_table 18080 "$UID_P")" "[firewall]
 enabled = false"
   : > "$T_DIR/daemon.log"
   start_daemon

@@ -22,7 +22,11 @@ CXXFLAGS_ARM="-march=armv6 -mfpu=vfp -mfloat-abi=softfp -mthumb -Os -ffunction-s
 tarball=$(scripts/debian-source.sh re2)
 upstream=${tarball##*/re2_}
 upstream=${upstream%.orig.tar.*}
-inputs="$upstream|$CROSS|$CXXFLAGS_ARM|unicode-data $(dpkg-query -W -f='${Version}' unicode-data)"
+# RE2's own logging header collects messages in an std::ostringstream, which
+# links std::locale and all its facets (about 400 kB): scripts/re2/logging.h
+# is the same without iostreams, and replaces it.
+LOGGING_H=$ROOT/scripts/re2/logging.h
+inputs="$upstream|$CROSS|$CXXFLAGS_ARM|unicode-data $(dpkg-query -W -f='${Version}' unicode-data)|$(sha256sum < "$LOGGING_H" | cut -c1-16)"
 [ -d "$LIBDIR" ] || { log "no armel sysroot at $SYSROOT: run scripts/setup.sh"; exit 1; }
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$inputs" ]; then
   log "up to date ($LIBDIR/libre2.a, RE2 $upstream)"
@@ -36,6 +40,7 @@ tar -xf "$tarball" -C "$SRC_DIR" --strip-components=1
 # Debian's build does, from the unicode-data package (never from the network).
 sed -i 's|^from six.moves import urllib|import urllib.request|; s|^_UNICODE_DIR = .*|_UNICODE_DIR = "/usr/share/unicode"|' \
   "$SRC_DIR/re2/unicode.py"
+cp "$LOGGING_H" "$SRC_DIR/util/logging.h"
 ( cd "$SRC_DIR/re2" &&
   python3 make_unicode_groups.py > unicode_groups.cc &&
   python3 make_unicode_casefold.py > unicode_casefold.cc &&

@@ -2,10 +2,10 @@
 #include <malloc.h>
 
 #include <cstring>
-#include <iostream>
 #include <string_view>
 
 #include "pisec/cli.hpp"
+#include "pisec/util.hpp"
 
 namespace {
 
@@ -35,9 +35,10 @@ constexpr Entry commands[] = {
     {"mux-token", pisec::cli::cmd_mux_token, "pisecd mux-token  (a new bearer token and its [mux] token_sha256 line)"},
 };
 
-void print_usage(std::ostream& out) {
-  out << "usage:\n";
-  for (const auto& c : commands) out << "  " << c.usage << '\n';
+void print_usage(void (*print)(std::string_view)) {
+  std::string text = "usage:\n";
+  for (const auto& c : commands) text += pisec::text::cat("  ", c.usage, '\n');
+  print(text);
 }
 
 // The device has 256–512 MB and the daemon idles for months: one malloc arena
@@ -58,12 +59,12 @@ void tune_malloc() {
 int main(int argc, char** argv) {
   tune_malloc();
   if (argc < 2) {
-    print_usage(std::cerr);
+    print_usage(pisec::text::err);
     return 2;
   }
   std::string_view name = argv[1];
   if (name == "-h" || name == "--help" || name == "help") {
-    print_usage(std::cout);
+    print_usage(pisec::text::out);
     return 0;
   }
   for (const auto& c : commands) {
@@ -72,14 +73,14 @@ int main(int argc, char** argv) {
     try {
       return c.run(args);
     } catch (const pisec::cli::UsageError& e) {
-      std::cerr << "pisecd " << name << ": " << e.what() << "\nusage: " << c.usage << '\n';
+      pisec::text::err(pisec::text::cat("pisecd ", name, ": ", e.what(), "\nusage: ", c.usage, '\n'));
       return 2;
     } catch (const std::exception& e) {
-      std::cerr << "pisecd " << name << ": " << e.what() << '\n';
+      pisec::text::err(pisec::text::cat("pisecd ", name, ": ", e.what(), '\n'));
       return 1;
     }
   }
-  std::cerr << "pisecd: unknown command \"" << name << "\"\n";
-  print_usage(std::cerr);
+  pisec::text::err(pisec::text::cat("pisecd: unknown command \"", name, "\"\n"));
+  print_usage(pisec::text::err);
   return 2;
 }

@@ -15,9 +15,9 @@
 #include <unistd.h>
 
 #include <boost/asio.hpp>
+#include <cstdio>
 #include <chrono>
 #include <deque>
-#include <iostream>
 #include <memory>
 #include <random>
 
@@ -91,7 +91,7 @@ class Daemon : public Host {
     try {
       ports_.control->start(cfg_);
     } catch (const std::exception& e) {
-      std::cerr << "pisecd: control socket: " << e.what() << '\n';
+      text::err(text::cat("pisecd: control socket: ", e.what(), '\n'));
       return 1;
     }
     start_hardware_watchdog();
@@ -306,9 +306,9 @@ class Daemon : public Host {
   void console_gate(const status::Gate& g, const char* mark) {
     // OpenRC style: one line per gate, result at the end.
     // The detail quotes files from the card: never raw to the console.
-    std::cout << " * gate " << g.name << ": " << g.status;
-    if (!g.detail.empty()) std::cout << " (" << text::printable(g.detail) << ")";
-    std::cout << " [ " << mark << " ]" << std::endl;
+    text::out(text::cat(" * gate ", g.name, ": ", g.status,
+                        g.detail.empty() ? "" : " (" + text::printable(g.detail) + ")", " [ ", mark, " ]\n"));
+    std::fflush(stdout);
     event("gate " + g.name + ": " + g.status + (g.detail.empty() ? "" : ": " + g.detail));
   }
 

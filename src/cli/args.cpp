@@ -1,10 +1,10 @@
-#include <iostream>
 
 #include <openssl/crypto.h>
 
 #include "pisec/cli.hpp"
 #include "pisec/config.hpp"
 #include "pisec/version.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::cli {
 
@@ -46,15 +46,13 @@ std::optional<config::Config> load_config(const std::string& path) {
   try {
     return config::load_file(path);
   } catch (const config::LoadError& e) {
-    for (const auto& err : e.errors()) std::cerr << err.to_string() << '\n';
+    for (const auto& err : e.errors()) text::err(text::cat(err.to_string(), '\n'));
     return std::nullopt;
   }
 }
 
 int cmd_version(const Args&) {
-  std::cout << "pisecd " << build::version << " (" << build::git_revision << ")\n"
-            << "clock floor: " << build::clock_floor_unix << " (unix seconds)\n"
-            << "openssl: " << OpenSSL_version(OPENSSL_VERSION) << '\n';
+  text::out(text::cat("pisecd ", build::version, " (", build::git_revision, ")\n", "clock floor: ", build::clock_floor_unix, " (unix seconds)\n", "openssl: ", OpenSSL_version(OPENSSL_VERSION), '\n'));
   return 0;
 }
 
@@ -67,11 +65,11 @@ int cmd_check_config(const Args& in) {
     // Nothing beyond the loader: run and SIGHUP reload call exactly this.
     config::load_file(path);
   } catch (const config::LoadError& e) {
-    for (const auto& err : e.errors()) std::cerr << err.to_string() << '\n';
-    std::cerr << path << ": " << e.errors().size() << " error(s)\n";
+    for (const auto& err : e.errors()) text::err(text::cat(err.to_string(), '\n'));
+    text::err(text::cat(path, ": ", e.errors().size(), " error(s)\n"));
     return 1;
   }
-  std::cout << path << ": OK\n";
+  text::out(text::cat(path, ": OK\n"));
   return 0;
 }
 

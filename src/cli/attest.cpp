@@ -19,11 +19,11 @@
 #include <utility>  // before Boost.Asio with GCC 12 and C++20
 
 #include <boost/asio/io_context.hpp>
+#include <cstdio>
 #include <chrono>
 #include <climits>
 #include <filesystem>
 #include <cctype>
-#include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string_view>
@@ -154,7 +154,7 @@ void print_json(const std::string& verdict, const attest::Result* result, const 
                       {"verifier_id", result ? result->verifier_id : ""},
                       {"differences", result ? result->differences : std::vector<std::string>{}},
                       {"detail", detail}};
-  std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+  text::out(text::cat(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), '\n')); std::fflush(stdout);
 }
 
 }  // namespace
@@ -171,7 +171,7 @@ int cmd_attest(const Args& in) {
   // Nothing to send: "no answer" (3), told the way the caller reads it.
   const auto nothing = [json](const std::string& why) {
     if (json) print_json("no_answer", nullptr, why);
-    else std::cerr << "pisecd attest: " << why << '\n';
+    else text::err(text::cat("pisecd attest: ", why, '\n'));
     return 3;
   };
   // It reads root's files as their owner and opens one outgoing connection:
@@ -200,7 +200,7 @@ int cmd_attest(const Args& in) {
     result = client.evidence(attest::seal_report(report, key), report.nonce, verifier);
   } catch (const attest::NoAnswer& e) {
     if (json) print_json("no_answer", nullptr, e.what());
-    else std::cout << "attestation: no answer (" << e.what() << ")\n";
+    else text::out(text::cat("attestation: no answer (", e.what(), ")\n"));
     return 3;
   } catch (const std::exception& e) {
     return nothing(e.what());
@@ -208,8 +208,8 @@ int cmd_attest(const Args& in) {
   if (json) {
     print_json(std::string(attest::status_name(result.status)), &result, "");
   } else {
-    std::cout << "attestation: " << attest::status_name(result.status) << " (" << result.verifier_id << ")\n";
-    for (const auto& d : result.differences) std::cout << "  " << d << '\n';
+    text::out(text::cat("attestation: ", attest::status_name(result.status), " (", result.verifier_id, ")\n"));
+    for (const auto& d : result.differences) text::out(text::cat("  ", d, '\n'));
   }
   switch (result.status) {
     case attest::Status::affirming: return 0;

@@ -4,11 +4,11 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <iostream>
 
 #include "pisec/cli.hpp"
 #include "pisec/config.hpp"
 #include "pisec/gates/clock.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::cli {
 
@@ -40,7 +40,7 @@ int cmd_clock_check(const Args& in) {
   });
   io.run();
   if (!outcome) outcome = gates::Outcome{false, "no outcome"};
-  std::cout << "clock: " << (outcome->passed ? "passed" : "failed") << ": " << outcome->detail << '\n';
+  text::out(text::cat("clock: ", (outcome->passed ? "passed" : "failed"), ": ", outcome->detail, '\n'));
   return outcome->passed ? 0 : 1;
 }
 

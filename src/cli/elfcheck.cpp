@@ -1,8 +1,8 @@
 // pisecd elfcheck FILE...: one line per file, exit 1 if any does not run.
-#include <iostream>
 
 #include "pisec/cli.hpp"
 #include "pisec/formats.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::cli {
 
@@ -17,7 +17,7 @@ int cmd_elfcheck(const Args& in) {
   int rc = 0;
   for (const auto& file : args) {
     elf::Verdict v = elf::check_file(file, *target);
-    std::cout << file << ": " << elf::describe(v, *target) << '\n';
+    text::out(text::cat(file, ": ", elf::describe(v, *target), '\n'));
     if (v.status != elf::Status::runs) rc = 1;
   }
   return rc;

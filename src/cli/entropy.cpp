@@ -5,11 +5,11 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
-#include <iostream>
 
 #include "pisec/cli.hpp"
 #include "pisec/config.hpp"
 #include "pisec/gates/entropy.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::cli {
 
@@ -44,11 +44,11 @@ int cmd_entropy_check(const Args& in) {
   });
   io.run();
   if (!outcome) {
-    std::cout << "entropy: failed: timed out after " << gate_cfg.timeout_s << " s\n";
+    text::out(text::cat("entropy: failed: timed out after ", gate_cfg.timeout_s, " s\n"));
     return 1;
   }
-  std::cout << "entropy: " << (outcome->passed ? "passed" : "failed") << ": " << outcome->detail << '\n';
-  if (no_credit) std::cout << "entropy: --no-credit: everything was mixed in, nothing credited\n";
+  text::out(text::cat("entropy: ", (outcome->passed ? "passed" : "failed"), ": ", outcome->detail, '\n'));
+  if (no_credit) text::out("entropy: --no-credit: everything was mixed in, nothing credited\n");
   return outcome->passed ? 0 : 1;
 }
 

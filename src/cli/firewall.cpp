@@ -1,9 +1,9 @@
 // `pisecd firewall render|apply|verify`: the operator's view of the firewall.
-#include <iostream>
 
 #include "pisec/cli.hpp"
 #include "pisec/config.hpp"
 #include "pisec/firewall.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::cli {
 
@@ -11,11 +11,11 @@ namespace {
 
 int print_result(const firewall::ApplyResult& r, const char* what) {
   if (!r.verified) {
-    std::cerr << "pisecd firewall: " << what << " FAILED: " << r.error << '\n';
-    for (std::size_t i = 1; i < r.differences.size(); ++i) std::cerr << "  " << r.differences[i] << '\n';
+    text::err(text::cat("pisecd firewall: ", what, " FAILED: ", r.error, '\n'));
+    for (std::size_t i = 1; i < r.differences.size(); ++i) text::err(text::cat("  ", r.differences[i], '\n'));
     return 1;
   }
-  std::cout << what << ": verified " << r.digest << '\n';
+  text::out(text::cat(what, ": verified ", r.digest, '\n'));
   return 0;
 }
 
@@ -39,7 +39,7 @@ int cmd_firewall(const Args& in) {
   const auto rs = lockdown ? firewall::build_lockdown_ruleset(cfg.firewall)
                            : firewall::build_service_ruleset(cfg.firewall, cfg.payload.uid);
   if (action == "render") {
-    std::cout << firewall::render_nft(rs);
+    text::out(firewall::render_nft(rs));
     return 0;
   }
   if (action == "verify") return print_result(firewall::verify(rs), lockdown ? "lockdown ruleset" : "service ruleset");

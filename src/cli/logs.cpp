@@ -5,7 +5,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <iostream>
 
 #include "pisec/cli.hpp"
 #include "pisec/config.hpp"

@@ -3,7 +3,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <iostream>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -82,8 +81,7 @@ int manifest_create(Args args) {
   std::string stamp = root.empty() ? "." : root;
   stamp += stamp.back() == '/' ? "" : "/";
   stamp += crypto::release_stamp_name;
-  std::cout << out << ": " << m.entries.size() << " files, release stamp " << stamp << " (created "
-            << util::format_utc(created) << ") listed first\n";
+  text::out(text::cat(out, ": ", m.entries.size(), " files, release stamp ", stamp, " (created ", util::format_utc(created), ") listed first\n"));
   return 0;
 }
 
@@ -102,7 +100,7 @@ int manifest_sign(Args args) {
                             ? "verify with " + base.substr(0, base.size() - 4) + ".pub"
                             : "signature from pisecd key " + crypto::keynum_hex(sec.keynum);
   write_file(sig_path, crypto::format_signature(crypto::sign(sec, text), comment), 0644, false);
-  std::cout << sig_path << ": signed with key " << crypto::keynum_hex(sec.keynum) << '\n';
+  text::out(text::cat(sig_path, ": signed with key ", crypto::keynum_hex(sec.keynum), '\n'));
   return 0;
 }
 
@@ -116,17 +114,17 @@ int manifest_verify(Args args) {
   try {
     sm = crypto::load_signed_manifest(manifest, sig, pub);
   } catch (const Error& e) {
-    std::cerr << "FAILED: " << e.what() << '\n';
+    text::err(text::cat("FAILED: ", e.what(), '\n'));
     return 1;
   }
-  std::cout << "signature OK: " << manifest << " signed by key " << crypto::keynum_hex(sm.keynum) << '\n';
+  text::out(text::cat("signature OK: ", manifest, " signed by key ", crypto::keynum_hex(sm.keynum), '\n'));
   auto problems = crypto::check_files(sm.manifest, root);
-  for (const auto& p : problems) std::cerr << "FAILED: " << p.to_string() << '\n';
+  for (const auto& p : problems) text::err(text::cat("FAILED: ", p.to_string(), '\n'));
   if (!problems.empty()) {
-    std::cerr << problems.size() << " of " << sm.manifest.entries.size() << " files failed under " << root << '\n';
+    text::err(text::cat(problems.size(), " of ", sm.manifest.entries.size(), " files failed under ", root, '\n'));
     return 1;
   }
-  std::cout << sm.manifest.entries.size() << " files verified under " << root << '\n';
+  text::out(text::cat(sm.manifest.entries.size(), " files verified under ", root, '\n'));
   return 0;
 }
 
@@ -146,7 +144,7 @@ int cmd_keygen(const Args& in) {
     ::unlink(sec_path.c_str());  // we just created it: no half key pairs
     throw;
   }
-  std::cout << "key " << crypto::keynum_hex(kp.pub.keynum) << ": " << pub_path << ", " << sec_path << '\n';
+  text::out(text::cat("key ", crypto::keynum_hex(kp.pub.keynum), ": ", pub_path, ", ", sec_path, '\n'));
   return 0;
 }
 

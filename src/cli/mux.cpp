@@ -1,11 +1,11 @@
 // `pisecd mux` (the process the daemon supervises) and `pisecd mux-token`.
 #include <openssl/rand.h>
 
-#include <iostream>
 
 #include "pisec/cli.hpp"
 #include "pisec/formats.hpp"
 #include "pisec/mux.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::cli {
 
@@ -27,7 +27,7 @@ int cmd_mux(const Args& in) {
     mux::apply_args(args, settings);
     options = mux::Options::from_config(settings);
   } catch (const std::invalid_argument& e) {
-    std::cerr << "pisecd mux: " << source << ": " << e.what() << '\n';
+    text::err(text::cat("pisecd mux: ", source, ": ", e.what(), '\n'));
     return 1;
   }
   return mux::run(options);
@@ -39,14 +39,12 @@ int cmd_mux_token(const Args& in) {
   if (!args.empty()) throw UsageError("unexpected argument " + args.front());
   unsigned char raw[32];
   if (RAND_bytes(raw, sizeof raw) != 1) {
-    std::cerr << "pisecd mux-token: no randomness available\n";
+    text::err("pisecd mux-token: no randomness available\n");
     return 1;
   }
   const std::string token = crypto::to_hex(raw, sizeof raw);
   const auto digest = crypto::sha256(token);
-  std::cout << "token: " << token << "\n"
-            << "# in pisecd.toml, [mux]:\n"
-            << "token_sha256 = \"" << crypto::to_hex(digest.data(), digest.size()) << "\"\n";
+  text::out(text::cat("token: ", token, "\n", "# in pisecd.toml, [mux]:\n", "token_sha256 = \"", crypto::to_hex(digest.data(), digest.size()), "\"\n"));
   return 0;
 }
 

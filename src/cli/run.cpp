@@ -1,8 +1,8 @@
-#include <iostream>
 
 #include "pisec/cli.hpp"
 #include "pisec/config.hpp"
 #include "pisec/boot.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::cli {
 
@@ -13,7 +13,7 @@ int cmd_run(const Args& in) {
   if (!args.empty()) throw UsageError("unexpected argument " + args.front());
   auto cfg = load_config(path);
   if (!cfg) {
-    std::cerr << "pisecd: refusing to start with an invalid configuration\n";
+    text::err("pisecd: refusing to start with an invalid configuration\n");
     return 1;
   }
   return daemon::run(std::move(*cfg));

@@ -11,11 +11,11 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
-#include <iostream>
 
 #include "pisec/cli.hpp"
 #include "pisec/config.hpp"
 #include "pisec/sandbox.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::cli {
 
@@ -75,7 +75,7 @@ int cmd_sandbox_run(const Args& in) {
   if (!loaded) return 1;
   const config::Config& cfg = *loaded;
   if (auto problem = sandbox::check_user_namespaces(); !problem.empty()) {
-    std::cerr << "pisecd sandbox-run: " << problem << '\n';
+    text::err(text::cat("pisecd sandbox-run: ", problem, '\n'));
     return 1;
   }
 
@@ -86,7 +86,7 @@ int cmd_sandbox_run(const Args& in) {
   sandbox::UniqueFd sigfd(signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
 
   sandbox::Spawned s = sandbox::spawn(cfg.payload, options);
-  for (const auto& w : s.warnings) std::cerr << "pisecd sandbox-run: " << w << '\n';
+  for (const auto& w : s.warnings) text::err(text::cat("pisecd sandbox-run: ", w, '\n'));
 
   sandbox::StatusFdParser parser;
   std::optional<long> exit_record;
@@ -94,7 +94,7 @@ int cmd_sandbox_run(const Args& in) {
     for (const auto& e : events) {
       if (e.kind == sandbox::StatusEvent::Kind::child_pid) {
         if (!sandbox::adopt_sandbox_init(s, static_cast<pid_t>(e.value)))
-          std::cerr << "pisecd sandbox-run: sandbox init " << e.value << " vanished\n";
+          text::err(text::cat("pisecd sandbox-run: sandbox init ", e.value, " vanished\n"));
       } else {
         exit_record = e.value;
       }
@@ -132,8 +132,7 @@ int cmd_sandbox_run(const Args& in) {
     if (p[3].revents) {
       signalfd_siginfo info{};
       if (read(sigfd.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
-        std::cerr << "pisecd sandbox-run: " << strsignal(static_cast<int>(info.ssi_signo))
-                  << ": stopping the payload (grace " << cfg.payload.stop_grace_ms << " ms)\n";
+        text::err(text::cat("pisecd sandbox-run: ", strsignal(static_cast<int>(info.ssi_signo)), ": stopping the payload (grace ", cfg.payload.stop_grace_ms, " ms)\n"));
         wait_status = sandbox::stop_and_reap(s, std::chrono::milliseconds(cfg.payload.stop_grace_ms));
         reaped = true;
       }
@@ -152,15 +151,14 @@ int cmd_sandbox_run(const Args& in) {
 
   sandbox::SandboxExit e = sandbox::classify_exit(wait_status, exit_record);
   if (e.setup_failed) {
-    std::cerr << "pisecd sandbox-run: bwrap failed before the payload ran (status "
-              << sandbox::exit_status_for(wait_status) << ")\n";
+    text::err(text::cat("pisecd sandbox-run: bwrap failed before the payload ran (status ", sandbox::exit_status_for(wait_status), ")\n"));
     return 125;
   }
   if (e.signal) {
-    std::cerr << "pisecd sandbox-run: payload killed by signal " << e.signal << '\n';
+    text::err(text::cat("pisecd sandbox-run: payload killed by signal ", e.signal, '\n'));
     return 128 + e.signal;
   }
-  std::cerr << "pisecd sandbox-run: payload exited with code " << e.code << '\n';
+  text::err(text::cat("pisecd sandbox-run: payload exited with code ", e.code, '\n'));
   return e.code;
 }
 

@@ -12,9 +12,7 @@
 #include <cstring>
 #include <functional>
 #include <optional>
-#include <regex>
 #include <set>
-#include <sstream>
 #include <toml++/toml.h>
 
 #include "pisec/control.hpp"
@@ -28,14 +26,21 @@
 namespace pisec::config {
 
 std::string Error::to_string() const {
-  std::ostringstream out;
-  out << file;
-  if (line > 0) out << ':' << line;
-  out << ": ";
-  if (!key.empty()) out << key << ": ";
-  out << reason;
-  return out.str();
+  std::string out = file;
+  if (line > 0) text::append(out, text::cat(':', line));
+  out += ": ";
+  if (!key.empty()) out += key + ": ";
+  return out + reason;
 }
+
+namespace {
+// Character classes of the hand-written checks below (std::regex is not
+// used: it links std::locale; see text::cat).
+bool is_alpha(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_word(char c) { return is_alpha(c) || is_digit(c) || c == '_'; }
+bool all_of(std::string_view s, bool (*pred)(char)) { return std::all_of(s.begin(), s.end(), pred); }
+}  // namespace
 
 static std::string join_errors(const std::vector<Error>& errors) {
   std::string text;
@@ -110,9 +115,7 @@ class TableReader {
       }
       if (!v) return fail(key, n, "must be a number, got " + describe(*n));
       if (*v < min || *v > max) {
-        std::ostringstream r;
-        r << "must be between " << min << " and " << max << ", got " << *v;
-        return fail(key, n, r.str());
+        return fail(key, n, text::cat("must be between ", min, " and ", max, ", got ", *v));
       }
       out = *v;
     }
@@ -193,12 +196,15 @@ class TableReader {
       if (*i < 0) return fail(key, n, usage + ", got " + describe(*n));
       bytes = static_cast<std::uint64_t>(*i);
     } else if (auto v = n->value_exact<std::string>()) {
-      static const std::regex form("([0-9]{1,12})([KMG]?)");
-      std::smatch m;
-      if (!std::regex_match(*v, m, form)) return fail(key, n, usage + ", got " + describe(*n));
-      const std::string unit = m[2].str();
-      const int shift = unit == "K" ? 10 : unit == "M" ? 20 : unit == "G" ? 30 : 0;
-      bytes = std::stoull(m[1].str()) << shift;  // at most 12 digits << 30: no overflow
+      // 1-12 digits, then K, M, G or nothing.
+      std::string_view digits = *v;
+      const char unit = !digits.empty() && !is_digit(digits.back()) ? digits.back() : '\0';
+      if (unit) digits.remove_suffix(1);
+      if (digits.empty() || digits.size() > 12 || !all_of(digits, is_digit) ||
+          (unit && unit != 'K' && unit != 'M' && unit != 'G'))
+        return fail(key, n, usage + ", got " + describe(*n));
+      const int shift = unit == 'K' ? 10 : unit == 'M' ? 20 : unit == 'G' ? 30 : 0;
+      bytes = static_cast<std::uint64_t>(*text::to_int(digits)) << shift;  // at most 12 digits << 30: no overflow
     } else {
       return fail(key, n, usage + ", got " + describe(*n));
     }
@@ -237,17 +243,15 @@ class TableReader {
   }
 
   static std::string describe(const toml::node& n) {
-    std::ostringstream out;
     switch (n.type()) {
-      case toml::node_type::string: out << '"' << *n.value<std::string>() << '"'; break;
-      case toml::node_type::integer: out << *n.value<int64_t>(); break;
-      case toml::node_type::floating_point: out << *n.value<double>(); break;
-      case toml::node_type::boolean: out << (*n.value<bool>() ? "true" : "false"); break;
-      case toml::node_type::array: out << "an array"; break;
-      case toml::node_type::table: out << "a table"; break;
-      default: out << "a date/time"; break;
+      case toml::node_type::string: return text::cat('"', *n.value<std::string>(), '"');
+      case toml::node_type::integer: return text::cat(*n.value<int64_t>());
+      case toml::node_type::floating_point: return text::cat(*n.value<double>());
+      case toml::node_type::boolean: return *n.value<bool>() ? "true" : "false";
+      case toml::node_type::array: return "an array";
+      case toml::node_type::table: return "a table";
+      default: return "a date/time";
     }
-    return out.str();
   }
 
  private:
@@ -448,8 +452,8 @@ Config build(const toml::table& root, const std::string& file) {
     auto& f = c.firewall;
     r.boolean("enabled", f.enabled);
     r.string("table", f.table, [](const std::string& v) -> std::string {
-      static const std::regex ok("[A-Za-z][A-Za-z0-9_]{0,31}");
-      return std::regex_match(v, ok) ? "" : "must be 1-32 letters, digits or '_', starting with a letter";
+      const bool ok = !v.empty() && v.size() <= 32 && is_alpha(v[0]) && all_of(v, is_word);
+      return ok ? "" : "must be 1-32 letters, digits or '_', starting with a letter";
     });
     r.integer("public_port", f.public_port, 1, 65535);
     r.integer("app_port", f.app_port, 1, 65535);
@@ -475,8 +479,8 @@ Config build(const toml::table& root, const std::string& file) {
     r.integer("uid", p.uid, 1, 4294967294LL);
     r.integer("gid", p.gid, 1, 4294967294LL);
     r.string_map("env", p.env, [](const std::string& k) -> std::string {
-      static const std::regex ok("[A-Za-z_][A-Za-z0-9_]*");
-      return std::regex_match(k, ok) ? "" : "is not a valid environment variable name";
+      const bool ok = !k.empty() && !is_digit(k[0]) && all_of(k, is_word);
+      return ok ? "" : "is not a valid environment variable name";
     });
     r.string("init", p.init, [](const std::string& v) -> std::string {
       if (v == "builtin" || v == "tini" || (!v.empty() && v[0] == '/')) return "";
@@ -554,8 +558,8 @@ Config build(const toml::table& root, const std::string& file) {
     r.string("listen", m.listen, endpoint);
     r.string("upstream", m.upstream, endpoint);
     r.string("token_sha256", m.token_sha256, [](const std::string& v) -> std::string {
-      static const std::regex ok("[0-9a-f]{64}");
-      return v.empty() || std::regex_match(v, ok) ? "" : "must be 64 lowercase hex digits (sha256 of the token)";
+      const bool ok = v.size() == 64 && all_of(v, [](char h) { return is_digit(h) || (h >= 'a' && h <= 'f'); });
+      return v.empty() || ok ? "" : "must be 64 lowercase hex digits (sha256 of the token)";
     });
     r.integer("max_connections", m.max_connections, 1, 65536);
     r.integer("header_timeout_ms", m.header_timeout_ms, 100, 600000);

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "pisec/control.hpp"
 #include "pisec/util.hpp"
@@ -102,9 +101,11 @@ std::vector<gid_t> parse_status_groups(std::string_view text) {
   std::size_t at = text.find("\nGroups:");
   if (at == std::string_view::npos) return groups;
   std::size_t end = text.find('\n', at + 1);
-  std::istringstream in(std::string(text.substr(at + 8, end == std::string_view::npos ? std::string_view::npos : end - at - 8)));
-  unsigned long g = 0;
-  while (in >> g) groups.push_back(static_cast<gid_t>(g));
+  for (auto w : text::words(text.substr(at + 8, end == std::string_view::npos ? std::string_view::npos : end - at - 8))) {
+    auto g = text::to_int(w);
+    if (!g || *g < 0 || *g > 0xFFFFFFFFLL) break;
+    groups.push_back(static_cast<gid_t>(*g));
+  }
   return groups;
 }
 

@@ -20,7 +20,6 @@
 #include <filesystem>
 #include <list>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "pisec/control.hpp"
 #include "pisec/util.hpp"
@@ -111,15 +110,12 @@ PeerCredentials read_peer_credentials(int fd) {
   }
   std::string status = util::read_text_file("/proc/" + std::to_string(cred.pid) + "/status").value_or("");
   // Only trust the file if it still describes a process of the same uid.
-  std::istringstream lines(status);
-  std::string line;
   bool same_uid = false;
-  while (std::getline(lines, line))
-    if (line.rfind("Uid:", 0) == 0) {
-      std::istringstream f(line.substr(4));
-      unsigned long real = 0;
-      same_uid = (f >> real) && real == cred.uid;
-    }
+  text::for_each_line(status, [&](std::string_view line) {
+    if (!line.starts_with("Uid:")) return;
+    auto f = text::words(line.substr(4));
+    same_uid = !f.empty() && text::to_int(f[0]) == static_cast<long long>(cred.uid);
+  });
   if (same_uid) peer.groups = parse_status_groups(status);
   return peer;
 }

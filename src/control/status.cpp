@@ -3,7 +3,6 @@
 #include "pisec/util.hpp"
 
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <stdexcept>
 
 namespace pisec::status {
@@ -114,41 +113,41 @@ std::string to_text(const Snapshot& s) {
   // Every string field through printable: none may drive the terminal or
   // start a line of its own.
   const auto p = [](const std::string& field) { return text::printable(field); };
-  std::ostringstream out;
-  out << "pisecd " << p(s.version) << ": " << p(s.state) << " (up " << s.uptime_ms / 1000 << " s)\n";
+  std::string out;
+  out += text::cat("pisecd ", p(s.version), ": ", p(s.state), " (up ", s.uptime_ms / 1000, " s)\n");
   for (const auto& g : s.gates) {
-    out << "  gate " << p(g.name) << ": " << p(g.status);
-    if (!g.detail.empty()) out << " — " << p(g.detail);
-    out << " (" << g.duration_ms << " ms)\n";
+    out += text::cat("  gate ", p(g.name), ": ", p(g.status));
+    if (!g.detail.empty()) out += text::cat(" — ", p(g.detail));
+    out += text::cat(" (", g.duration_ms, " ms)\n");
   }
-  out << "  firewall: " << p(s.firewall.mode) << (s.firewall.verified ? ", verified" : ", not verified");
-  if (!s.firewall.digest.empty()) out << ", " << p(s.firewall.digest);
-  out << "\n  payload: " << p(s.payload.state);
-  if (s.payload.pid > 0) out << ", pid " << s.payload.pid;
-  out << ", " << s.payload.restarts << " restart(s)";
+  out += text::cat("  firewall: ", p(s.firewall.mode), (s.firewall.verified ? ", verified" : ", not verified"));
+  if (!s.firewall.digest.empty()) out += text::cat(", ", p(s.firewall.digest));
+  out += text::cat("\n  payload: ", p(s.payload.state));
+  if (s.payload.pid > 0) out += text::cat(", pid ", s.payload.pid);
+  out += text::cat(", ", s.payload.restarts, " restart(s)");
   if (s.payload.last_exit.at_ms > 0) {
-    out << ", last exit ";
-    if (s.payload.last_exit.signal) out << "signal " << s.payload.last_exit.signal;
-    else out << "code " << s.payload.last_exit.code;
+    out += ", last exit ";
+    if (s.payload.last_exit.signal) out += text::cat("signal ", s.payload.last_exit.signal);
+    else out += text::cat("code ", s.payload.last_exit.code);
   }
   if (s.mux.enabled) {
-    out << "\n  mux: " << p(s.mux.state);
-    if (s.mux.pid > 0) out << ", pid " << s.mux.pid;
-    out << ", " << s.mux.restarts << " restart(s)";
+    out += text::cat("\n  mux: ", p(s.mux.state));
+    if (s.mux.pid > 0) out += text::cat(", pid ", s.mux.pid);
+    out += text::cat(", ", s.mux.restarts, " restart(s)");
   }
   if (s.attestation.enabled) {
-    out << "\n  attestation: " << p(s.attestation.verdict);
-    if (!s.attestation.verifier_id.empty()) out << " from " << p(s.attestation.verifier_id);
-    if (!s.attestation.detail.empty()) out << " — " << p(s.attestation.detail);
-    for (const auto& d : s.attestation.differences) out << "\n    differs: " << p(d);
+    out += text::cat("\n  attestation: ", p(s.attestation.verdict));
+    if (!s.attestation.verifier_id.empty()) out += text::cat(" from ", p(s.attestation.verifier_id));
+    if (!s.attestation.detail.empty()) out += text::cat(" — ", p(s.attestation.detail));
+    for (const auto& d : s.attestation.differences) out += text::cat("\n    differs: ", p(d));
   }
-  out << "\n  reaped orphans: " << s.reaped_orphans << '\n';
+  out += text::cat("\n  reaped orphans: ", s.reaped_orphans, '\n');
   if (s.reload.result != "none") {
-    out << "  last reload: " << p(s.reload.result);
-    if (!s.reload.detail.empty()) out << " — " << p(s.reload.detail);
-    out << '\n';
+    out += text::cat("  last reload: ", p(s.reload.result));
+    if (!s.reload.detail.empty()) out += text::cat(" — ", p(s.reload.detail));
+    out += text::cat('\n');
   }
-  return out.str();
+  return out;
 }
 
 }  // namespace pisec::status

@@ -5,11 +5,11 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
-#include <sstream>
 
 #include <openssl/evp.h>
 
 #include "pisec/firewall.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::firewall {
 
@@ -480,32 +480,27 @@ Ruleset build_service_ruleset(const config::Firewall& fw, std::uint32_t payload_
 // ---- text -------------------------------------------------------------------
 
 std::string render_nft(const Ruleset& rs) {
-  std::ostringstream out;
-  out << "table inet " << rs.table << " {\n";
+  std::string out;
+  out += text::cat("table inet ", rs.table, " {\n");
   bool first = true;
   auto separate = [&] {
-    if (!first) out << '\n';
+    if (!first) out += text::cat('\n');
     first = false;
   };
   for (const auto& s : rs.sets) {
     separate();
-    out << "\tset " << s.name << " {\n"
-        << "\t\ttype " << (s.key == Family::ipv4 ? "ipv4_addr" : "ipv6_addr") << '\n'
-        << "\t\tsize " << s.size << '\n'
-        << "\t\tflags dynamic" << (s.timeout_s ? ",timeout" : "") << '\n';
-    if (s.timeout_s) out << "\t\ttimeout " << nft_duration(s.timeout_s) << '\n';
-    out << "\t}\n";
+    out += text::cat("\tset ", s.name, " {\n", "\t\ttype ", (s.key == Family::ipv4 ? "ipv4_addr" : "ipv6_addr"), '\n', "\t\tsize ", s.size, '\n', "\t\tflags dynamic", (s.timeout_s ? ",timeout" : ""), '\n');
+    if (s.timeout_s) out += text::cat("\t\ttimeout ", nft_duration(s.timeout_s), '\n');
+    out += "\t}\n";
   }
   for (const auto& c : rs.chains) {
     separate();
-    out << "\tchain " << c.name << " {\n"
-        << "\t\ttype " << c.type << " hook " << hook_name(c.hook) << " priority " << priority_name(c)
-        << "; policy " << (c.policy == Verdict::accept ? "accept" : "drop") << ";\n";
-    for (const auto& r : c.rules) out << "\t\t" << rule_text(r) << '\n';
-    out << "\t}\n";
+    out += text::cat("\tchain ", c.name, " {\n", "\t\ttype ", c.type, " hook ", hook_name(c.hook), " priority ", priority_name(c), "; policy ", (c.policy == Verdict::accept ? "accept" : "drop"), ";\n");
+    for (const auto& r : c.rules) out += text::cat("\t\t", rule_text(r), '\n');
+    out += "\t}\n";
   }
-  out << "}\n";
-  return out.str();
+  out += "}\n";
+  return out;
 }
 
 std::string digest(const Ruleset& rs) {

@@ -1,8 +1,8 @@
 // /debug/metrics: Prometheus text exposition format 0.0.4.
 #include <cstdio>
-#include <sstream>
 
 #include "pisec/mux.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::mux {
 namespace {
@@ -27,13 +27,13 @@ std::string seconds(std::int64_t ms) {
 class Writer {
  public:
   void family(const char* name, const char* type, const char* help) {
-    out_ << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+    out_ += text::cat("# HELP ", name, ' ', help, "\n# TYPE ", name, ' ', type, '\n');
   }
   template <class V>
   void sample(const char* name, const std::string& labels, const V& value) {
-    out_ << name;
-    if (!labels.empty()) out_ << '{' << labels << '}';
-    out_ << ' ' << value << '\n';
+    out_ += name;
+    if (!labels.empty()) out_ += text::cat('{', labels, '}');
+    out_ += text::cat(' ', value, '\n');
   }
   // A family of one sample without labels.
   template <class V>
@@ -41,10 +41,10 @@ class Writer {
     family(name, type, help);
     sample(name, "", value);
   }
-  std::string str() const { return out_.str(); }
+  std::string str() const { return out_; }
 
  private:
-  std::ostringstream out_;
+  std::string out_;
 };
 
 std::string label(const char* key, std::string_view value) {

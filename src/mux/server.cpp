@@ -18,12 +18,12 @@
 #include <array>
 #include <cstdio>
 #include <limits>
-#include <iostream>
 #include <nlohmann/json.hpp>
 #include <openssl/rand.h>
 
 #include "pisec/mux.hpp"
 #include "pisec/net.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::mux {
 namespace {
@@ -559,8 +559,8 @@ void raise_fd_limit(std::size_t max_connections) {
     setrlimit(RLIMIT_NOFILE, &lim);
   }
   if (lim.rlim_cur < want)
-    std::cerr << "pisecd mux: warning: open-file limit " << lim.rlim_cur << " is below the " << want
-              << " that max_connections = " << max_connections << " needs\n";
+    text::err(text::cat("pisecd mux: warning: open-file limit ", lim.rlim_cur, " is below the ", want,
+                        " that max_connections = ", max_connections, " needs\n"));
 }
 
 }  // namespace
@@ -574,11 +574,12 @@ int run(const Options& options) {
   asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const error_code&, int) { io.stop(); });
   asio::co_spawn(io, accept_loop(m, acceptor), asio::detached);
-  std::cerr << "pisecd mux: listening on " << listen_at << ", app at "
-            << (options.upstream.kind == Endpoint::Kind::tcp
-                    ? options.upstream.host + ":" + std::to_string(options.upstream.port)
-                    : "unix:" + options.upstream.path)
-            << '\n';
+  const std::string address = listen_at.address().to_string();
+  const std::string app = options.upstream.kind == Endpoint::Kind::tcp
+                              ? text::cat(options.upstream.host, ':', options.upstream.port)
+                              : "unix:" + options.upstream.path;
+  text::err(text::cat("pisecd mux: listening on ", listen_at.address().is_v6() ? '[' + address + ']' : address, ':',
+                      listen_at.port(), ", app at ", app, '\n'));
   io.run();
   return 0;
 }

@@ -7,7 +7,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <sstream>
 
 #include "pisec/sandbox.hpp"
 
@@ -15,16 +14,8 @@ namespace pisec::sandbox {
 
 namespace {
 
-std::vector<std::string> words(std::string_view text) {
-  std::vector<std::string> out;
-  std::istringstream in{std::string(text)};
-  std::string w;
-  while (in >> w) out.push_back(w);
-  return out;
-}
-
 bool has_word(std::string_view text, std::string_view word) {
-  for (const auto& w : words(text))
+  for (auto w : text::words(text))
     if (w == word) return true;
   return false;
 }
@@ -51,24 +42,23 @@ std::string trimmed(std::string s) {
 std::optional<std::string> cgroup2_mount_point(std::string_view mountinfo) {
   // "36 25 0:30 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw": fields up
   // to " - ", then the filesystem type. Only a mount of the hierarchy's root.
-  std::istringstream in{std::string(mountinfo)};
-  std::string line;
-  while (std::getline(in, line)) {
+  std::optional<std::string> found;
+  text::for_each_line(mountinfo, [&](std::string_view line) {
     auto dash = line.find(" - ");
-    if (dash == std::string::npos) continue;
-    auto before = words(std::string_view(line).substr(0, dash));
-    auto after = words(std::string_view(line).substr(dash + 3));
-    if (before.size() >= 5 && !after.empty() && after[0] == "cgroup2" && before[3] == "/") return before[4];
-  }
-  return std::nullopt;
+    if (found || dash == std::string_view::npos) return;
+    auto before = text::words(line.substr(0, dash));
+    auto after = text::words(line.substr(dash + 3));
+    if (before.size() >= 5 && !after.empty() && after[0] == "cgroup2" && before[3] == "/") found = std::string(before[4]);
+  });
+  return found;
 }
 
 std::optional<std::string> cgroup2_own_path(std::string_view proc_self_cgroup) {
-  std::istringstream in{std::string(proc_self_cgroup)};
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("0::", 0) == 0 && line.size() > 3 && line[3] == '/') return line.substr(3);
-  return std::nullopt;
+  std::optional<std::string> found;
+  text::for_each_line(proc_self_cgroup, [&](std::string_view line) {
+    if (!found && line.starts_with("0::/")) found = std::string(line.substr(3));
+  });
+  return found;
 }
 
 MemoryLimit prepare_memory_limit(std::uint64_t bytes, const std::string& cgroup_name, const CgroupProcFiles& proc) {

@@ -13,12 +13,10 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
-#include <fstream>
-#include <iostream>
-#include <sstream>
 #include <stdexcept>
 
 #include "pisec/sandbox.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::sandbox {
 
@@ -50,9 +48,9 @@ void signal_rest(bool pid1, pid_t group, int sig) {
     return;
   }
   if (group > 0) kill(-group, sig);
-  std::ifstream children("/proc/self/task/" + std::to_string(getpid()) + "/children");
-  long pid = 0;
-  while (children >> pid) kill(static_cast<pid_t>(pid), sig);
+  auto children = util::read_text_file("/proc/self/task/" + std::to_string(getpid()) + "/children");
+  for (auto w : text::words(children.value_or("")))
+    if (auto pid = text::to_int(w); pid && *pid > 0) kill(static_cast<pid_t>(*pid), sig);
 }
 
 // Reaps every exited child; records the main child's status. False when no
@@ -124,7 +122,7 @@ int run_init(const InitOptions& options) {
   const bool pid1 = getpid() == 1;
   // Not PID 1 (tests, or bwrap's reaper in front): adopt orphans anyway.
   if (!pid1 && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
-    std::cerr << "pisecd init: PR_SET_CHILD_SUBREAPER: " << std::strerror(errno) << '\n';
+    text::err(text::cat("pisecd init: PR_SET_CHILD_SUBREAPER: ", std::strerror(errno), '\n'));
 
   // Blocked signals are queued even for PID 1 (which drops unhandled ones).
   sigset_t mask, old;

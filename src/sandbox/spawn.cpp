@@ -17,10 +17,9 @@
 #include <climits>
 #include <csignal>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "pisec/sandbox.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::sandbox {
 
@@ -210,17 +209,15 @@ struct ChildPlan {
 }
 
 bool ppid_is(pid_t pid, pid_t parent) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("PPid:", 0) == 0) {
-      std::istringstream v(line.substr(5));
-      long ppid = -1;
-      v >> ppid;
-      return ppid == parent;
-    }
-  }
-  return false;
+  bool is = false;
+  text::for_each_line(util::read_text_file("/proc/" + std::to_string(pid) + "/status").value_or(""),
+                      [&](std::string_view line) {
+                        if (line.starts_with("PPid:")) {
+                          auto w = text::words(line.substr(5));
+                          is = w.size() == 1 && text::to_int(w[0]) == parent;
+                        }
+                      });
+  return is;
 }
 
 bool send(int pidfd, pid_t pid, int sig) {
@@ -235,10 +232,9 @@ bool send(int pidfd, pid_t pid, int sig) {
 
 std::string check_user_namespaces() {
   auto read_int = [](const char* path) -> std::optional<long> {
-    std::ifstream in(path);
-    long v = 0;
-    if (in >> v) return v;
-    return std::nullopt;
+    auto w = text::words(util::read_text_file(path).value_or(""));
+    if (w.empty()) return std::nullopt;
+    return text::to_int(w[0]);
   };
   if (access("/proc/self/ns/user", F_OK) != 0)
     return "the kernel has no user namespaces (CONFIG_USER_NS is off); the unprivileged "

@@ -3,7 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <regex>
+#include <string_view>
 #include <stdexcept>
 
 #include "pisec/supervisor.hpp"
@@ -65,23 +65,42 @@ Decision RestartPolicy::count_and_schedule(std::int64_t now_ms, std::int64_t upt
 ProbeTarget parse_probe(const std::string& url) {
   ProbeTarget t;
   if (url.empty()) return t;
-  static const std::regex shape(R"((http|tcp)://([^/\s:]+):(\d{1,5})(/\S*)?)");
-  std::smatch m;
-  if (!std::regex_match(url, m, shape) || (m[1] == "tcp" && m[4].matched))
-    throw std::invalid_argument("must be \"http://HOST:PORT/PATH\" or \"tcp://HOST:PORT\", got \"" + url + "\"");
-  t.kind = m[1] == "http" ? ProbeTarget::Kind::http : ProbeTarget::Kind::tcp;
-  t.host = m[2];
+  // (http|tcp)://HOST:PORT[/PATH]: HOST without '/', ':' or white space,
+  // PORT 1-5 digits, PATH without white space; no PATH for tcp.
+  const auto bad = [&] {
+    return std::invalid_argument("must be \"http://HOST:PORT/PATH\" or \"tcp://HOST:PORT\", got \"" + url + "\"");
+  };
+  const auto space = [](char c) { return c == ' ' || (c >= '\t' && c <= '\r'); };
+  std::string_view rest = url;
+  if (rest.starts_with("http://")) {
+    t.kind = ProbeTarget::Kind::http;
+    rest.remove_prefix(7);
+  } else if (rest.starts_with("tcp://")) {
+    t.kind = ProbeTarget::Kind::tcp;
+    rest.remove_prefix(6);
+  } else {
+    throw bad();
+  }
+  const auto host_end = std::find_if(rest.begin(), rest.end(), [&](char c) { return c == '/' || c == ':' || space(c); });
+  if (host_end == rest.begin() || host_end == rest.end() || *host_end != ':') throw bad();
+  t.host.assign(rest.begin(), host_end);
+  rest.remove_prefix(static_cast<std::size_t>(host_end - rest.begin()) + 1);
+  const std::string_view digits = rest.substr(0, rest.find('/'));
+  const std::string_view path = rest.substr(digits.size());
+  if (digits.empty() || digits.size() > 5 || !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+      std::any_of(path.begin(), path.end(), space) || (t.kind == ProbeTarget::Kind::tcp && !path.empty()))
+    throw bad();
   // The probe connects to a literal address: DNS is neither trusted nor
   // reachable from every ruleset.
   in_addr ignored{};
   if (t.host != "localhost" && inet_pton(AF_INET, t.host.c_str(), &ignored) != 1)
     throw std::invalid_argument("host must be an IPv4 address or \"localhost\" (the probe uses no DNS), got \"" +
                                 t.host + "\"");
-  const int port = std::stoi(m[3]);
+  const int port = std::stoi(std::string(digits));
   if (port < 1 || port > 65535)
-    throw std::invalid_argument("port must be 1-65535, got " + m[3].str());
+    throw std::invalid_argument("port must be 1-65535, got " + std::string(digits));
   t.port = static_cast<std::uint16_t>(port);
-  if (m[4].matched) t.path = m[4];
+  if (!path.empty()) t.path = path;
   return t;
 }
 

@@ -1,9 +1,38 @@
 // UTF-8 repair and terminal-safe text (see pisec/util.hpp).
 #include <cstdint>
+#include <cstdio>
 
 #include "pisec/util.hpp"
 
 namespace pisec::text {
+
+void append(std::string& s, double v) {
+  char buf[32];
+  int n = std::snprintf(buf, sizeof buf, "%g", v);
+  if (n > 0) s.append(buf, static_cast<std::size_t>(n) < sizeof buf ? static_cast<std::size_t>(n) : sizeof buf - 1);
+}
+
+std::vector<std::string_view> words(std::string_view s) {
+  std::vector<std::string_view> out;
+  constexpr std::string_view space = " \t\n\r\v\f";
+  for (auto at = s.find_first_not_of(space); at != std::string_view::npos; at = s.find_first_not_of(space, at)) {
+    auto end = s.find_first_of(space, at);
+    out.push_back(s.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at));
+    at = end;
+  }
+  return out;
+}
+
+std::optional<long long> to_int(std::string_view s) {
+  long long v = 0;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || r.ec != std::errc() || r.ptr != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+void out(std::string_view s) { std::fwrite(s.data(), 1, s.size(), stdout); }
+void err(std::string_view s) { std::fwrite(s.data(), 1, s.size(), stderr); }
+
 namespace {
 
 constexpr std::string_view replacement = "\xEF\xBF\xBD";  // U+FFFD

@@ -7,8 +7,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
-#include <fstream>
-#include <sstream>
 #include <system_error>
 
 #include "pisec/gates/clock.hpp"
@@ -85,14 +83,12 @@ bool raise_clock_to_floor(ClockAdapter& clock, std::int64_t floor_unix) {
 }
 
 std::optional<std::int64_t> read_state_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
+  auto text = util::read_text_file(path);
+  if (!text) {
     if (errno == ENOENT) return std::nullopt;
     throw std::runtime_error(path + ": cannot read: " + std::generic_category().message(errno));
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  std::string s = text.str();
+  std::string s = std::move(*text);
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
   std::int64_t value = 0;
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);

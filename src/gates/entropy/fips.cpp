@@ -1,9 +1,9 @@
 // FIPS 140-2 section 4.9 tests on 20,000-bit blocks, as rng-tools runs them.
 #include <algorithm>
 #include <cstring>
-#include <sstream>
 
 #include "pisec/gates/entropy.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::entropy {
 
@@ -121,14 +121,14 @@ void FipsTally::add(const FipsResult& r) {
 }
 
 std::string FipsTally::describe_failures() const {
-  std::ostringstream out;
+  std::string out;
   const char* sep = "";
   for (std::size_t i = 0; i < fips_test_count; ++i) {
     if (by_test[i] == 0) continue;
-    out << sep << to_string(static_cast<FipsTest>(i)) << ' ' << by_test[i];
+    out += text::cat(sep, to_string(static_cast<FipsTest>(i)), ' ', by_test[i]);
     sep = ", ";
   }
-  return out.str();
+  return out;
 }
 
 SourceVerdict judge_hwrng(const FipsTally& tally, double max_block_failure_ratio) {
@@ -146,11 +146,10 @@ SourceVerdict judge_hwrng(const FipsTally& tally, double max_block_failure_ratio
   } else {
     double ratio = static_cast<double>(tally.blocks_failed) / static_cast<double>(tally.blocks_tested);
     if (ratio > max_block_failure_ratio) {
-      std::ostringstream out;
-      out << "failure rate " << tally.blocks_failed << '/' << tally.blocks_tested
-          << " above max_block_failure_ratio " << max_block_failure_ratio;
+      std::string out;
+      out += text::cat("failure rate ", tally.blocks_failed, '/', tally.blocks_tested, " above max_block_failure_ratio ", max_block_failure_ratio);
       v.rejected = true;
-      v.reason = out.str();
+      v.reason = out;
     }
   }
   return v;

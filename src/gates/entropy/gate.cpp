@@ -14,11 +14,11 @@
 #include <cstring>
 #include <mutex>
 #include <optional>
-#include <sstream>
 #include <thread>
 
 #include "seed_store.hpp"
 #include "pisec/gates/entropy.hpp"
+#include "pisec/util.hpp"
 
 namespace pisec::entropy {
 
@@ -48,13 +48,13 @@ struct SeedWork {
 // Consumes the old seed, mixes it in (credited only if allowed), writes the
 // next one. Seed trouble never fails the gate: it only means less credit.
 void use_seed(const std::string& path, EntropyAdapter& adapter, SeedWork& w) {
-  std::ostringstream note;
+  std::string note;
   try {
     w.store = std::make_unique<SeedStore>(path);
     w.tag = machine_tag(adapter.machine_id());
     ConsumedSeed c = w.store->consume();
     if (!c.found) {
-      note << "no seed at " << path << " (first boot?)";
+      note += text::cat("no seed at ", path, " (first boot?)");
     } else {
       SeedFile s = decode_seed_file(c.raw);
       w.old_seed = s.seed;
@@ -66,21 +66,21 @@ void use_seed(const std::string& path, EntropyAdapter& adapter, SeedWork& w) {
         w.note = "seed: " + std::string(e.what());
         return;
       }
-      note << "seed " << (credit ? "credited " : "mixed ") << s.seed.size() << " bytes";
+      note += text::cat("seed ", (credit ? "credited " : "mixed "), s.seed.size(), " bytes");
       if (!credit) {
-        if (!c.removed) note << " uncredited (could not consume it: " << c.remove_error << ")";
-        else if (!s.creditable) note << " uncredited (not recorded as creditable)";
-        else if (s.machine != w.tag) note << " uncredited (written on another machine: cloned medium?)";
-        else note << " uncredited";
+        if (!c.removed) note += text::cat(" uncredited (could not consume it: ", c.remove_error, ")");
+        else if (!s.creditable) note += " uncredited (not recorded as creditable)";
+        else if (s.machine != w.tag) note += " uncredited (written on another machine: cloned medium?)";
+        else note += " uncredited";
       }
     }
   } catch (const std::exception& e) {
-    note << "seed: " << e.what();
-    w.note = note.str();
+    note += text::cat("seed: ", e.what());
+    w.note = note;
     w.store.reset();
     return;
   }
-  w.note = note.str();
+  w.note = note;
 }
 
 // Writes the next seed; creditable only when getrandom(GRND_NONBLOCK) filled
@@ -159,12 +159,12 @@ HwrngResult use_hwrng(const config::EntropyGate& cfg, EntropyAdapter& adapter,
     read_problem = e.what();
   }
   ::close(fd);
-  std::ostringstream note;
+  std::string note;
   if (!read_problem.empty()) {
     // A configured source that cannot deliver is not trusted for anything.
     r.ok = false;
-    note << "hwrng " << cfg.hwrng << ": " << read_problem;
-    r.note = note.str();
+    note += text::cat("hwrng ", cfg.hwrng, ": ", read_problem);
+    r.note = note;
     return r;
   }
   if (is_cancelled(cancelled)) {
@@ -176,10 +176,9 @@ HwrngResult use_hwrng(const config::EntropyGate& cfg, EntropyAdapter& adapter,
   std::string failures = tally.describe_failures();
   if (verdict.rejected) {
     r.ok = false;
-    note << "hwrng " << cfg.hwrng << " rejected (" << verdict.reason << "): " << tally.blocks_tested
-         << " blocks, " << tally.blocks_failed << " failed";
-    if (!failures.empty()) note << " (" << failures << ")";
-    r.note = note.str();
+    note += text::cat("hwrng ", cfg.hwrng, " rejected (", verdict.reason, "): ", tally.blocks_tested, " blocks, ", tally.blocks_failed, " failed");
+    if (!failures.empty()) note += text::cat(" (", failures, ")");
+    r.note = note;
     return r;
   }
   // Credit only once the source as a whole is accepted.
@@ -195,10 +194,9 @@ HwrngResult use_hwrng(const config::EntropyGate& cfg, EntropyAdapter& adapter,
              " blocks: " + e.what();
     return r;
   }
-  note << "hwrng " << tally.blocks_tested << " blocks: " << credited << " credited, "
-       << tally.blocks_failed << " failed";
-  if (!failures.empty()) note << " (" << failures << ")";
-  r.note = note.str();
+  note += text::cat("hwrng ", tally.blocks_tested, " blocks: ", credited, " credited, ", tally.blocks_failed, " failed");
+  if (!failures.empty()) note += text::cat(" (", failures, ")");
+  r.note = note;
   return r;
 }
 

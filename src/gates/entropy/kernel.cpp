@@ -11,11 +11,10 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <system_error>
 
 #include "pisec/gates/entropy.hpp"
+#include "pisec/util.hpp"
 
 #ifndef GRND_INSECURE
 #define GRND_INSECURE 0x0004  // Linux 5.6; older kernels answer EINVAL
@@ -31,10 +30,9 @@ namespace {
 
 // First line of a small text file, trimmed; nullopt when it cannot be read.
 std::optional<std::string> read_line(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::string line;
-  std::getline(in, line);
+  auto text = util::read_text_file(path);
+  if (!text) return std::nullopt;
+  std::string line = text->substr(0, text->find('\n'));
   while (!line.empty() && (line.back() == '\n' || line.back() == ' ' || line.back() == '\0' ||
                            line.back() == '\r' || line.back() == '\t'))
     line.pop_back();
@@ -135,15 +133,15 @@ class RealEntropyAdapter final : public EntropyAdapter {
   std::string machine_id() override {
     // The Pi's SoC serial: burnt into the chip, not copied with the SD card.
     if (auto s = read_line("/sys/firmware/devicetree/base/serial-number"); s && !s->empty()) return *s;
-    std::ifstream cpuinfo("/proc/cpuinfo");
-    for (std::string line; std::getline(cpuinfo, line);) {
-      if (line.rfind("Serial", 0) != 0) continue;
+    std::string serial;
+    text::for_each_line(util::read_text_file("/proc/cpuinfo").value_or(""), [&](std::string_view line) {
       auto colon = line.find(':');
-      if (colon == std::string::npos) continue;
+      if (!serial.empty() || !line.starts_with("Serial") || colon == std::string_view::npos) return;
       auto value = line.substr(colon + 1);
-      value.erase(0, value.find_first_not_of(" \t"));
-      if (!value.empty() && value.find_first_not_of('0') != std::string::npos) return value;
-    }
+      value.remove_prefix(std::min(value.size(), value.find_first_not_of(" \t")));
+      if (!value.empty() && value.find_first_not_of('0') != std::string_view::npos) serial = value;
+    });
+    if (!serial.empty()) return serial;
     // Hosts and VMs: the firmware UUID (root-only readable). /etc/machine-id is
     // not used: on Alpine diskless it travels inside the cloned .apkovl.
     if (auto s = read_line("/sys/class/dmi/id/product_uuid"); s && !s->empty()) return *s;

@@ -16,7 +16,7 @@ SRC_DIR=$ROOT/build/openssl-src
 log() { printf 'openssl-armv6: %s\n' "$*" >&2; }
 
 CROSS=arm-linux-gnueabi
-CFLAGS_ARM="-march=armv6 -mfpu=vfp -mfloat-abi=softfp -mthumb -Os -ffunction-sections -fdata-sections"
+CFLAGS_ARM="-march=armv6 -mfpu=vfp -mfloat-abi=softfp -mthumb -Os -ffunction-sections -fdata-sections -flto -ffat-lto-objects"
 # What is left out. pisecd uses: SHA-256/512 digests, Ed25519 (signify),
 # RAND_bytes, base64, and the attestation client's TLS 1.2/1.3 handshake
 # (ECDHE over X25519 or P-256/P-384, AES-GCM or ChaCha20-Poly1305, an ECDSA,
@@ -31,7 +31,7 @@ DISABLE=(
   no-dh no-dsa no-des no-rc2 no-rc4 no-rc5 no-md2 no-md4 no-mdc2 no-idea no-seed no-bf no-cast
   no-camellia no-aria no-whirlpool no-rmd160 no-blake2 no-siphash no-scrypt no-ocb no-siv
   no-cmac no-egd no-afalgeng no-padlockeng no-capieng no-devcryptoeng
-  no-fips no-filenames
+  no-fips no-filenames no-sock
 )
 # Options this OpenSSL version does not know are dropped below, with a note.
 # no-asm: OpenSSL's ARM assembler carries ARMv7/NEON paths (built in when
@@ -66,7 +66,7 @@ log "configuring OpenSSL $upstream for linux-armv4 (ARMv6, Thumb, -Os)"
       "${EXTRA[@]}" "${known[@]}" $CFLAGS_ARM >/dev/null )
 log "building ($(nproc) jobs, nice 15)"
 start=$(date +%s)
-( cd "$SRC_DIR" && nice -n 15 make -s -j"$(nproc)" build_libs >/dev/null && make -s install_dev >/dev/null )
+( cd "$SRC_DIR" && nice -n 15 make -s -j"$(nproc)" AR="$CROSS-gcc-ar" RANLIB="$CROSS-gcc-ranlib" build_libs >/dev/null && make -s AR="$CROSS-gcc-ar" RANLIB="$CROSS-gcc-ranlib" install_dev >/dev/null )
 log "built in $(( $(date +%s) - start )) s"
 echo "$inputs" > "$PREFIX.tmp/.stamp"
 rm -rf "$PREFIX"

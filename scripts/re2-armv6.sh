@@ -17,7 +17,7 @@ SRC_DIR=$ROOT/build/re2-src
 log() { printf 're2-armv6: %s\n' "$*" >&2; }
 
 CROSS=arm-linux-gnueabi
-CXXFLAGS_ARM="-march=armv6 -mfpu=vfp -mfloat-abi=softfp -mthumb -Os -ffunction-sections -fdata-sections -DNDEBUG -Wno-psabi"
+CXXFLAGS_ARM="-march=armv6 -mfpu=vfp -mfloat-abi=softfp -mthumb -Os -ffunction-sections -fdata-sections -flto -ffat-lto-objects -DNDEBUG -Wno-psabi"
 
 tarball=$(scripts/debian-source.sh re2)
 upstream=${tarball##*/re2_}
@@ -48,7 +48,7 @@ cp "$LOGGING_H" "$SRC_DIR/util/logging.h"
 log "building RE2 $upstream (ARMv6, Thumb, -Os; nice 15)"
 start=$(date +%s)
 ( cd "$SRC_DIR" && nice -n 15 make -s -j"$(nproc)" obj/libre2.a \
-    CXX="$CROSS-g++" AR="$CROSS-ar" CXXFLAGS="$CXXFLAGS_ARM" >/dev/null )
+    CXX="$CROSS-g++" AR="$CROSS-gcc-ar" CXXFLAGS="$CXXFLAGS_ARM" >/dev/null )
 log "built in $(( $(date +%s) - start )) s"
 rm -rf "$PREFIX/include/re2"
 mkdir -p "$PREFIX/include/re2" "$LIBDIR/pkgconfig"

@@ -33,9 +33,99 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using local = asio::local::stream_protocol;
-using unix_stream = beast::basic_stream<local>;
-using asio::awaitable;
+// One stream type for every connection — the client's (TCP), the app's (TCP
+// or a Unix socket) and the daemon's (Unix): each Beast operation is then
+// compiled once, not once per socket type (issue 14: the mux was a tenth of
+// the ARMv6 binary).
+using generic = asio::generic::stream_protocol;
 using error_code = boost::system::error_code;
+
+// A connection: Beast's basic_stream (per-operation timeouts) behind a
+// narrow waist. Beast's HTTP operations and Asio's composed reads and writes
+// call read_some/write_some with their own buffer sequence and handler
+// types, and basic_stream would compile its timed transfer and the socket's
+// reactor operation anew for each pair (65 copies in the mux). Here the
+// buffers are gathered into one array type and the handler is boxed behind
+// one type, so the timed transfer is compiled once for reading and once for
+// writing. Every operation completes on the connection's io_context, the one
+// thread the mux runs, so the boxed handler is called directly.
+class stream {
+ public:
+  using timed = beast::basic_stream<generic>;
+  using executor_type = timed::executor_type;
+
+  explicit stream(asio::io_context& io) : s_(io) {}
+  explicit stream(generic::socket&& socket) : s_(std::move(socket)) {}
+
+  executor_type get_executor() noexcept { return s_.get_executor(); }
+  generic::socket& socket() noexcept { return s_.socket(); }
+  bool is_open() const { return s_.socket().is_open(); }
+  void expires_after(std::chrono::steady_clock::duration d) { s_.expires_after(d); }
+  void expires_never() { s_.expires_never(); }
+  void close() { s_.close(); }
+  template <class Token>
+  auto async_connect(const generic::endpoint& at, Token&& token) {
+    return s_.async_connect(at, std::forward<Token>(token));
+  }
+
+  template <class MutableBuffers, class Token>
+  auto async_read_some(const MutableBuffers& buffers, Token&& token) {
+    return asio::async_initiate<Token, void(error_code, std::size_t)>(
+        [this](auto handler, const MutableBuffers& b) {
+          read_some(Buffers<asio::mutable_buffer>(b), Boxed(std::move(handler)));
+        },
+        token, buffers);
+  }
+  template <class ConstBuffers, class Token>
+  auto async_write_some(const ConstBuffers& buffers, Token&& token) {
+    return asio::async_initiate<Token, void(error_code, std::size_t)>(
+        [this](auto handler, const ConstBuffers& b) {
+          write_some(Buffers<asio::const_buffer>(b), Boxed(std::move(handler)));
+        },
+        token, buffers);
+  }
+
+ private:
+  // Up to 16 buffers of a sequence (a partial read or write is allowed to
+  // use fewer; the composed operations call again for the rest).
+  template <class Buffer>
+  struct Buffers {
+    template <class Sequence>
+    explicit Buffers(const Sequence& seq) {
+      for (auto it = asio::buffer_sequence_begin(seq); it != asio::buffer_sequence_end(seq) && n < b.size(); ++it)
+        if (Buffer one(*it); one.size() != 0) b[n++] = one;
+    }
+    const Buffer* begin() const { return b.data(); }
+    const Buffer* end() const { return b.data() + n; }
+    std::array<Buffer, 16> b{};
+    std::size_t n = 0;
+  };
+  // A move-only completion handler behind one type.
+  struct Boxed {
+    struct Base {
+      virtual ~Base() = default;
+      virtual void call(error_code ec, std::size_t n) = 0;
+    };
+    template <class Handler>
+    struct Impl final : Base {
+      explicit Impl(Handler&& h) : handler(std::move(h)) {}
+      void call(error_code ec, std::size_t n) override { std::move(handler)(ec, n); }
+      Handler handler;
+    };
+    template <class Handler>
+    explicit Boxed(Handler&& h) : box(std::make_unique<Impl<Handler>>(std::move(h))) {}
+    void operator()(error_code ec, std::size_t n) {
+      auto once = std::move(box);  // the call may start the next operation on this stream
+      once->call(ec, n);
+    }
+    std::unique_ptr<Base> box;
+  };
+  void read_some(Buffers<asio::mutable_buffer> b, Boxed done) { s_.async_read_some(b, std::move(done)); }
+  void write_some(Buffers<asio::const_buffer> b, Boxed done) { s_.async_write_some(b, std::move(done)); }
+
+  timed s_;
+};
+using asio::awaitable;
 
 auto with(error_code& ec) { return asio::redirect_error(asio::use_awaitable, ec); }
 
@@ -106,7 +196,7 @@ bool is_disconnect(const error_code& ec) {
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
 // A whole small response; returns whether the connection may serve another request.
-awaitable<bool> respond(Mux& m, beast::tcp_stream& client, Exchange& ex, unsigned version, bool keep,
+awaitable<bool> respond(Mux& m, stream& client, Exchange& ex, unsigned version, bool keep,
                         http::status status, std::string body = {},
                         const char* content_type = "text/plain; charset=utf-8", const Headers& extra = {}) {
   http::response<http::string_body> res{status, version};
@@ -126,10 +216,10 @@ awaitable<bool> respond(Mux& m, beast::tcp_stream& client, Exchange& ex, unsigne
 
 // ---- the daemon's read-only channel -------------------------------------------
 
-awaitable<bool> daemon_connect(Mux& m, unix_stream& s, const nlohmann::json& request) {
+awaitable<bool> daemon_connect(Mux& m, stream& s, const nlohmann::json& request) {
   error_code ec;
   s.expires_after(daemon_timeout);
-  co_await s.async_connect(local::endpoint(m.opt.control_socket), with(ec));
+  co_await s.async_connect(generic::endpoint(local::endpoint(m.opt.control_socket)), with(ec));
   if (ec) co_return false;
   std::string line = request.dump() + "\n";
   co_await asio::async_write(s, asio::buffer(line), with(ec));
@@ -137,7 +227,7 @@ awaitable<bool> daemon_connect(Mux& m, unix_stream& s, const nlohmann::json& req
 }
 
 // Reads one line (without '\n') from `in`, reading more from s as needed.
-awaitable<std::optional<std::string>> read_line(unix_stream& s, std::string& in) {
+awaitable<std::optional<std::string>> read_line(stream& s, std::string& in) {
   error_code ec;
   auto buffer = asio::dynamic_buffer(in, 1 << 20);
   std::size_t n = co_await asio::async_read_until(s, buffer, '\n', with(ec));
@@ -149,7 +239,7 @@ awaitable<std::optional<std::string>> read_line(unix_stream& s, std::string& in)
 
 // One request, one JSON answer with "ok": true; nullopt if the daemon cannot be reached or refuses.
 awaitable<std::optional<nlohmann::json>> daemon_ask(Mux& m, const nlohmann::json& request) {
-  unix_stream s(m.io);
+  stream s(m.io);
   if (!co_await daemon_connect(m, s, request)) co_return std::nullopt;
   std::string in;
   auto line = co_await read_line(s, in);
@@ -163,7 +253,7 @@ awaitable<std::optional<nlohmann::json>> daemon_ask(Mux& m, const nlohmann::json
 
 // Reads (and drops) what the client sends until it goes, then ends the follow.
 // A free coroutine: GCC 12 miscompiles lambda coroutines that hold arrays.
-awaitable<void> watch_client(tcp::socket* socket, std::shared_ptr<unix_stream> daemon,
+awaitable<void> watch_client(generic::socket* socket, std::shared_ptr<stream> daemon,
                              std::shared_ptr<bool> done) {
   std::vector<char> sink(512);
   error_code ec;
@@ -171,9 +261,9 @@ awaitable<void> watch_client(tcp::socket* socket, std::shared_ptr<unix_stream> d
   if (!*done) daemon->close();
 }
 
-awaitable<bool> serve_logs(Mux& m, beast::tcp_stream& client, unsigned version, bool keep,
+awaitable<bool> serve_logs(Mux& m, stream& client, unsigned version, bool keep,
                            const LogsQuery& q, Exchange& ex) {
-  auto s = std::make_shared<unix_stream>(m.io);
+  auto s = std::make_shared<stream>(m.io);
   std::string in;
   std::optional<std::string> head;
   // (Requests are built before co_await: GCC 12 rejects braced string
@@ -243,7 +333,7 @@ awaitable<bool> serve_logs(Mux& m, beast::tcp_stream& client, unsigned version, 
   co_return !ec && keep;
 }
 
-awaitable<bool> serve_debug(Mux& m, beast::tcp_stream& client, http::request_parser<http::buffer_body>& parser,
+awaitable<bool> serve_debug(Mux& m, stream& client, http::request_parser<http::buffer_body>& parser,
                             const Request& r, Exchange& ex) {
   auto& req = parser.get();
   const unsigned v = req.version();
@@ -319,31 +409,24 @@ awaitable<bool> serve_debug(Mux& m, beast::tcp_stream& client, http::request_par
 
 // ---- the app ------------------------------------------------------------------
 
-template <class Stream>
 struct Upstream {
-  std::optional<Stream> stream;
+  std::optional<stream> conn;
   beast::flat_buffer buffer;
-  bool open() const { return stream && stream->socket().is_open(); }
+  bool open() const { return conn && conn->is_open(); }
   void reset() {
-    stream.reset();
+    conn.reset();
     buffer.clear();
   }
 };
 
-template <class Stream>
-typename Stream::protocol_type::endpoint upstream_endpoint(const Endpoint& e);
-template <>
-tcp::endpoint upstream_endpoint<beast::tcp_stream>(const Endpoint& e) {
-  return {asio::ip::make_address(e.host == "localhost" ? "127.0.0.1" : e.host), e.port};
-}
-template <>
-local::endpoint upstream_endpoint<unix_stream>(const Endpoint& e) {
-  return {e.path};
+generic::endpoint upstream_endpoint(const Endpoint& e) {
+  if (e.kind == Endpoint::Kind::tcp)
+    return tcp::endpoint(asio::ip::make_address(e.host == "localhost" ? "127.0.0.1" : e.host), e.port);
+  return local::endpoint(e.path);
 }
 
-template <class Stream>
-awaitable<bool> proxy(Mux& m, beast::tcp_stream& client, beast::flat_buffer& cbuf,
-                      http::request_parser<http::buffer_body>& parser, Exchange& ex, Upstream<Stream>& up) {
+awaitable<bool> proxy(Mux& m, stream& client, beast::flat_buffer& cbuf,
+                      http::request_parser<http::buffer_body>& parser, Exchange& ex, Upstream& up) {
   auto& req = parser.get();
   const unsigned v = req.version();
   const bool has_body = !parser.is_done();
@@ -370,9 +453,9 @@ awaitable<bool> proxy(Mux& m, beast::tcp_stream& client, beast::flat_buffer& cbu
     const bool reused = up.open();
     if (!reused) {
       up.reset();
-      up.stream.emplace(m.io);
-      up.stream->expires_after(m.opt.header_timeout);
-      co_await up.stream->async_connect(upstream_endpoint<Stream>(m.opt.upstream), with(ec));
+      up.conn.emplace(m.io);
+      up.conn->expires_after(m.opt.header_timeout);
+      co_await up.conn->async_connect(upstream_endpoint(m.opt.upstream), with(ec));
       if (ec) {
         up.reset();
         co_return co_await respond(m, client, ex, v, req.keep_alive() && !has_body,
@@ -399,8 +482,8 @@ awaitable<bool> proxy(Mux& m, beast::tcp_stream& client, beast::flat_buffer& cbu
         req.body().size = 0;
         req.body().more = false;
       }
-      up.stream->expires_after(m.opt.idle_timeout);
-      co_await http::async_write(*up.stream, sr, with(ec));
+      up.conn->expires_after(m.opt.idle_timeout);
+      co_await http::async_write(*up.conn, sr, with(ec));
       if (ec == http::error::need_buffer) ec = {};
       if (ec) break;
     } while (!parser.is_done() && !sr.is_done());
@@ -410,15 +493,15 @@ awaitable<bool> proxy(Mux& m, beast::tcp_stream& client, beast::flat_buffer& cbu
       rp->header_limit(upstream_header_limit);
       rp->body_limit(no_body_limit);
       if (req.method() == http::verb::head) rp->skip(true);
-      up.stream->expires_after(m.opt.idle_timeout);
-      co_await http::async_read_header(*up.stream, up.buffer, *rp, with(ec));
+      up.conn->expires_after(m.opt.idle_timeout);
+      co_await http::async_read_header(*up.conn, up.buffer, *rp, with(ec));
       // Interim responses other than 101 are not for the client.
       while (!ec && rp->get().result_int() / 100 == 1 && rp->get().result_int() != 101) {
         rp.emplace();
         rp->header_limit(upstream_header_limit);
         rp->body_limit(no_body_limit);
         if (req.method() == http::verb::head) rp->skip(true);
-        co_await http::async_read_header(*up.stream, up.buffer, *rp, with(ec));
+        co_await http::async_read_header(*up.conn, up.buffer, *rp, with(ec));
       }
     }
     if (!ec) break;
@@ -446,8 +529,8 @@ awaitable<bool> proxy(Mux& m, beast::tcp_stream& client, beast::flat_buffer& cbu
     if (!rp->is_done()) {
       res.body().data = body.data();
       res.body().size = body.size();
-      up.stream->expires_after(m.opt.idle_timeout);
-      co_await http::async_read(*up.stream, up.buffer, *rp, with(ec));
+      up.conn->expires_after(m.opt.idle_timeout);
+      co_await http::async_read(*up.conn, up.buffer, *rp, with(ec));
       if (ec == http::error::need_buffer) ec = {};
       if (ec) {  // the payload broke off mid-response: the client's copy is cut, so close
         up.reset();
@@ -484,10 +567,19 @@ awaitable<void> session(Mux& m, tcp::socket socket) {
   if (address.is_v6() && address.to_v6().is_v4_mapped())
     address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
   const std::string source = address.to_string();
-  beast::tcp_stream client(std::move(socket));
+  const generic protocol(socket.local_endpoint(ec).protocol());
+  if (ec) co_return;
+  generic::socket raw(m.io);
+  const auto fd = socket.release(ec);
+  if (ec) co_return;
+  raw.assign(protocol, fd, ec);
+  if (ec) {
+    ::close(fd);
+    co_return;
+  }
+  stream client(std::move(raw));
   beast::flat_buffer buffer;
-  Upstream<beast::tcp_stream> up_tcp;
-  Upstream<unix_stream> up_unix;
+  Upstream up;
   bool first = true;
   for (;;) {
     // Waiting for a request is idle time; once it starts, the whole header
@@ -520,14 +612,12 @@ awaitable<void> session(Mux& m, tcp::socket socket) {
     bool keep;
     if (r.route != Route::app)
       keep = co_await serve_debug(m, client, parser, r, ex);
-    else if (m.opt.upstream.kind == Endpoint::Kind::tcp)
-      keep = co_await proxy(m, client, buffer, parser, ex, up_tcp);
     else
-      keep = co_await proxy(m, client, buffer, parser, ex, up_unix);
+      keep = co_await proxy(m, client, buffer, parser, ex, up);
     m.finished(ex, r.route == Route::app ? "app" : "debug", method, target);
     if (!keep) break;
   }
-  client.socket().shutdown(tcp::socket::shutdown_send, ec);
+  client.socket().shutdown(generic::socket::shutdown_send, ec);
 }
 
 awaitable<void> accept_loop(Mux& m, tcp::acceptor& acceptor) {

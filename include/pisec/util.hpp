@@ -36,7 +36,8 @@ std::string cat(const A&... a) {
 void out(std::string_view s);
 void err(std::string_view s);
 
-// The whitespace-separated words of s (as `stream >> word` reads them).
+// The whitespace-separated words of s (as `stream >> word` reads them),
+// as views into s: s must outlive them.
 std::vector<std::string_view> words(std::string_view s);
 // s as a decimal integer, all of it, with an optional '-': nullopt otherwise.
 std::optional<long long> to_int(std::string_view s);

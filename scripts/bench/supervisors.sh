@@ -75,6 +75,10 @@ start_tini() {
 }
 
 # ---- 1. idle ------------------------------------------------------------------
+# A binary linked moments ago sits in the page cache as dirty pages until
+# writeback (30 s by default), and smaps counts its mapped text as private
+# dirty until then: write it back first, so the figure is the process's own.
+sync
 start_pisecd idle; start_s6 idle; start_runsv idle; start_openrc idle; start_tini
 declare -A PID=([pisecd]=$PISECD_PID [s6-supervise]=$S6_PID [runsv]=$RUNSV_PID
                 [supervise-daemon]=$OPENRC_PID [tini]=$TINI_PID)

@@ -48,8 +48,9 @@ void signal_rest(bool pid1, pid_t group, int sig) {
     return;
   }
   if (group > 0) kill(-group, sig);
-  auto children = util::read_text_file("/proc/self/task/" + std::to_string(getpid()) + "/children");
-  for (auto w : text::words(children.value_or("")))
+  const std::string children =  // the words below point into it
+      util::read_text_file("/proc/self/task/" + std::to_string(getpid()) + "/children").value_or("");
+  for (auto w : text::words(children))
     if (auto pid = text::to_int(w); pid && *pid > 0) kill(static_cast<pid_t>(*pid), sig);
 }
 

@@ -232,7 +232,8 @@ bool send(int pidfd, pid_t pid, int sig) {
 
 std::string check_user_namespaces() {
   auto read_int = [](const char* path) -> std::optional<long> {
-    auto w = text::words(util::read_text_file(path).value_or(""));
+    const std::string value = util::read_text_file(path).value_or("");  // the words below point into it
+    auto w = text::words(value);
     if (w.empty()) return std::nullopt;
     return text::to_int(w[0]);
   };

@@ -27,7 +27,7 @@ namespace pisec::config {
 
 std::string Error::to_string() const {
   std::string out = file;
-  if (line > 0) text::append(out, text::cat(':', line));
+  if (line > 0) out += text::cat(':', line);
   out += ": ";
   if (!key.empty()) out += key + ": ";
   return out + reason;

@@ -190,6 +190,7 @@ log "cards: $(stat -c '%s' "$E/sd-good.img") bytes each, initrd.img $(stat -c %s
 # --- 4./5. boots -------------------------------------------------------------------
 FAILS=()
 CONSOLE=
+rm -f "$E"/*.console "$E"/*.times  # a skipped boot must not report an older run's console
 check() {  # check NAME COMMAND...: a named assertion
   local name=$1; shift
   if "$@"; then printf 'ok: %s\n' "$name"; else printf 'FAIL: %s\n' "$name"; FAILS+=("$name"); fi
@@ -227,7 +228,7 @@ boot() {
   log "boot $name ($mode): qemu-system-arm -M raspi1ap, hard timeout ${limit}s"
   BOOT_START=$EPOCHREALTIME
   set +e
-  timeout -k 5 "$limit" qemu-system-arm -M raspi1ap -m 512 -no-reboot -display none -monitor none \
+  timeout -k 5 "$limit" qemu-system-arm -M raspi1ap -m 512 -icount shift=auto -no-reboot -display none -monitor none \
       -serial stdio -kernel "$fw/vmlinuz" -dtb "$fw/bcm2835-rpi-a-plus.dtb" -initrd "$fw/initrd.img" \
       -append "$append" -drive "file=$img,if=sd,format=raw,snapshot=on" < /dev/null 2>&1 \
     | while IFS= read -r line; do
@@ -238,6 +239,7 @@ boot() {
   BOOT_RC=${PIPESTATUS[0]}
   set -e
   BOOT_END=$EPOCHREALTIME
+  echo "$BOOT_START $BOOT_END $BOOT_RC" > "$E/$name.times"
   log "boot $name: qemu exit $BOOT_RC after $(awk -v a="$BOOT_START" -v b="$BOOT_END" 'BEGIN { printf "%.1f", b - a }') s"
 }
 fnum() { awk -v a="$1" -v b="$2" "BEGIN { exit !($3) }"; }
@@ -343,9 +345,24 @@ printf 'pisecd VmRSS %s kB (peak VmHWM %s kB), Private_Dirty %s kB, Pss %s kB, %
   "$(res pisecd_VmRSS_kB)" "$(res pisecd_VmHWM_kB)" "$(res pisecd_Private_Dirty_kB)" "$(res pisecd_Pss_kB)" "$(res pisecd_threads)"
 printf 'pisecd largest private dirty mappings (kB:mapping): %s\n' "$(res pisecd_smaps_top)"
 printf 'guest MemAvailable while running: %s kB of 512 MB\n' "$(res mem_available_kB)"
+printf 'orderly stop (rc-service pisecd stop): %s s\n' "$(res stop_secs)"
 printf 'emulation step: %d s\n' $((SECONDS - T_START))
 
 if [ ${#FAILS[@]} -gt 0 ]; then
+  # Last, where a shortened log keeps it: why a boot hung or a stop failed.
+  for c in "$good_console" "$E/tampered.console"; do
+    [ -s "$c" ] || continue
+    CONSOLE=$c
+    if [ -n "$(res stop_rc)" ] && [ "$(res stop_rc)" != 0 ]; then
+      echo "the stop failed (exit $(res stop_rc) after $(res stop_secs) s); the guest's processes then:"
+      blob stop_diag | sed 's/^/  | /'
+    fi
+    read -r t0 t1 rc < "${c%.console}.times"
+    last=$(tail -n 1 "$c")
+    awk -v n="${c##*/}" -v a="$t0" -v b="$t1" -v l="${last%% *}" -v rc="$rc" 'BEGIN {
+      printf "%s: QEMU exit %s after %.0f s; the console last spoke at %.0f s, %.0f s before that:\n", n, rc, b - a, l - a, b - l }'
+    echo "  | ${last#* }"
+  done
   echo "emulate: ${#FAILS[@]} check(s) failed:" >&2
   printf '  - %s\n' "${FAILS[@]}" >&2
   exit 1

@@ -123,4 +123,17 @@ std::optional<std::int64_t> parse_utc(std::string_view text);
 // "…T…Z" with milliseconds: "2026-11-22T10:00:00.123Z".
 std::string format_utc_ms(std::int64_t unix_ms);
 
+// Writes all of s to fd, retrying short writes and EINTR; false (errno set)
+// on the first error or a write of 0 bytes.
+bool write_all(int fd, std::string_view s);
+
+// Gives the main thread's stack pages below the caller's frame, less
+// `margin` bytes, back to the kernel (they read as zeros when touched again);
+// the bytes released. 0 on another thread or when /proc/self/maps says
+// nothing of a "[stack]" holding the caller.
+std::size_t release_unused_stack(std::size_t margin = 4096);
+// Once the boot sequence is behind the daemon: malloc_trim(0) (free pages
+// inside the heap, not only its top) and release_unused_stack().
+void release_boot_memory();
+
 }  // namespace pisec::util

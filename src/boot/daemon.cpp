@@ -306,9 +306,10 @@ class Daemon : public Host {
   void console_gate(const status::Gate& g, const char* mark) {
     // OpenRC style: one line per gate, result at the end.
     // The detail quotes files from the card: never raw to the console.
-    text::out(text::cat(" * gate ", g.name, ": ", g.status,
-                        g.detail.empty() ? "" : " (" + text::printable(g.detail) + ")", " [ ", mark, " ]\n"));
-    std::fflush(stdout);
+    // Straight to the descriptor: stdio's buffer for it would be 4 KiB of
+    // heap kept for the daemon's life.
+    util::write_all(1, text::cat(" * gate ", g.name, ": ", g.status,
+                                 g.detail.empty() ? "" : " (" + text::printable(g.detail) + ")", " [ ", mark, " ]\n"));
     event("gate " + g.name + ": " + g.status + (g.detail.empty() ? "" : ": " + g.detail));
   }
 
@@ -334,9 +335,10 @@ class Daemon : public Host {
     event(std::string(c.name) + ": started, pid " + std::to_string(c.pid));
     post(make(c.spawned, true));
     // The boot sequence is behind us (gates, rulesets): give the pages of
-    // what it freed back to the kernel, not only the top of the heap. The
-    // daemon may now idle for months on a board with 256 MB.
-    if (&c == &payload_) ::malloc_trim(0);
+    // what it freed back to the kernel, not only the top of the heap, and the
+    // stack its deep frames touched. The daemon may now idle for months on a
+    // board with 256 MB.
+    if (&c == &payload_) util::release_boot_memory();
   }
 
   // SIGTERM (inside the sandbox), SIGKILL when the grace period is over.

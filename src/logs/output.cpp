@@ -29,13 +29,7 @@ class StderrSink final : public Sink {
     out += '\n';
     // One write per line so lines from several writers do not interleave.
     // Errors are ignored: losing the copy must not stop capture.
-    std::size_t off = 0;
-    while (off < out.size()) {
-      ssize_t n = ::write(fd_, out.data() + off, out.size() - off);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return;
-      off += static_cast<std::size_t>(n);
-    }
+    (void)util::write_all(fd_, out);
   }
 
  private:

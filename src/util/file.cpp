@@ -18,6 +18,19 @@ void UniqueFd::reset(int fd) {
   fd_ = fd;
 }
 
+bool write_all(int fd, std::string_view s) {
+  while (!s.empty()) {
+    const ssize_t n = ::write(fd, s.data(), s.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0) errno = EIO;
+      return false;
+    }
+    s.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
 void write_file_atomic(int dir_fd, const std::string& name, std::string_view content, mode_t mode,
                        const std::string& shown) {
   const std::string tmp = name + ".tmp";
@@ -35,13 +48,7 @@ void write_file_atomic(int dir_fd, const std::string& name, std::string_view con
   UniqueFd fd(::openat(dir_fd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
   if (!fd) throw fail("cannot create a temporary file", errno);
   if (::fchmod(fd.get(), mode) != 0) throw fail("cannot set its mode", errno);  // the umask narrows, never widens
-  std::size_t off = 0;
-  while (off < content.size()) {
-    ssize_t n = ::write(fd.get(), content.data() + off, content.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw fail("cannot write", n < 0 ? errno : EIO);
-    off += static_cast<std::size_t>(n);
-  }
+  if (!write_all(fd.get(), content)) throw fail("cannot write", errno);
   if (::fsync(fd.get()) != 0) throw fail("cannot fsync", errno);
   if (::close(fd.release()) != 0) throw fail("cannot close", errno);
   if (::renameat(dir_fd, tmp.c_str(), dir_fd, name.c_str()) != 0) throw fail("cannot rename over it", errno);

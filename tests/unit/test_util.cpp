@@ -98,10 +98,10 @@ namespace {
   return deeper == 1 && block[7] == static_cast<char>(kib) && block[1000] == static_cast<char>(kib) ? 1 : 0;
 }
 // Resident KiB of the "[stack]" mapping, or -1 if smaps says nothing of it.
-long stack_rss_kib() {
+long long stack_rss_kib() {
   auto smaps = util::read_text_file("/proc/self/smaps");
   if (!smaps) return -1;
-  long rss = -1;
+  long long rss = -1;
   bool in_stack = false;
   text::for_each_line(*smaps, [&](std::string_view line) {
     if (line.find('-') < line.find(' ') && line.find(' ') != std::string_view::npos &&
@@ -118,9 +118,9 @@ long stack_rss_kib() {
 
 TEST_CASE("release_unused_stack gives the pages of deep frames back and the stack still works", "[util][memory]") {
   REQUIRE(touch_stack(512) == 1);
-  const long before = stack_rss_kib();
+  const long long before = stack_rss_kib();
   const std::size_t released = util::release_unused_stack();
-  const long after = stack_rss_kib();
+  const long long after = stack_rss_kib();
   if (before < 0 || after < 0) {
     // qemu-user (the ARMv6 unit run) shows its own maps, not the guest's smaps.
     WARN("no Rss of [stack] in /proc/self/smaps here: only the call is checked");
@@ -131,7 +131,7 @@ TEST_CASE("release_unused_stack gives the pages of deep frames back and the stac
   }
   // The released pages read as zeros and are faulted in again on use.
   CHECK(touch_stack(512) == 1);
-  const long again = stack_rss_kib();
+  const long long again = stack_rss_kib();
   CHECK((again < 0 || again >= 500));
 }
 

@@ -144,9 +144,11 @@ ms=$(( ($(date +%s%N) - start) / 1000000 ))
 check "a slowloris connection is closed by the 2 s header timeout (after $ms ms)" test "$ms" -lt 5000
 
 # --- the mux's confinement, and its restart -------------------------------------------
-mux_proc() { pgrep -f -- "/dev/.pisec/init mux " | while read -r p; do
-  [ "$(awk '/^Uid:/ {print $2}' "/proc/$p/status" 2>/dev/null)" = 41012 ] && [ "$(cat "/proc/$p/comm")" = init ] &&
-    [ "$(tr '\0' ' ' <"/proc/$p/cmdline" | cut -d' ' -f2)" = mux ] && echo "$p"; done | tail -1; }
+# Never fails (set -e, pipefail): a last candidate that is not the mux must
+# not end the script without a word; "not found" is the check below.
+mux_proc() { { pgrep -f -- "/dev/.pisec/init mux " || true; } | while read -r p; do
+  if [ "$(awk '/^Uid:/ {print $2}' "/proc/$p/status" 2>/dev/null)" = 41012 ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = init ] &&
+    [ "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -d' ' -f2)" = mux ]; then echo "$p"; fi; done | tail -1; }
 MUX=$(mux_proc)
 check "the mux process is found" test -n "$MUX"
 if [ -n "$MUX" ]; then

@@ -144,12 +144,7 @@ ms=$(( ($(date +%s%N) - start) / 1000000 ))
 check "a slowloris connection is closed by the 2 s header timeout (after $ms ms)" test "$ms" -lt 5000
 
 # --- the mux's confinement, and its restart -------------------------------------------
-# Never fails (set -e, pipefail): a last candidate that is not the mux must
-# not end the script without a word; "not found" is the check below.
-mux_proc() { { pgrep -f -- "/dev/.pisec/init mux " || true; } | while read -r p; do
-  if [ "$(awk '/^Uid:/ {print $2}' "/proc/$p/status" 2>/dev/null)" = 41012 ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = init ] &&
-    [ "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -d' ' -f2)" = mux ]; then echo "$p"; fi; done | tail -1; }
-MUX=$(mux_proc)
+MUX=$(mux_pid 41012)
 check "the mux process is found" test -n "$MUX"
 if [ -n "$MUX" ]; then
   grep -E '^(Uid|CapEff|NoNewPrivs|Seccomp):' "/proc/$MUX/status"
@@ -184,5 +179,5 @@ check "payload down: status says so" jq -e '.payload.state == "stopped"' "$T_DIR
 
 kill -TERM "$T_DAEMON_PID"
 wait "$T_DAEMON_PID" 2>/dev/null || true
-check "no mux process is left after the daemon stopped" test -z "$(mux_proc)"
+check "no mux process is left after the daemon stopped" test -z "$(mux_pid 41012)"
 finish

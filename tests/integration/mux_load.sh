@@ -36,15 +36,11 @@ start_daemon
 wait_for 20 '.state == "running" and .mux.state == "running"' ||
   { cat "$T_DIR/daemon.log" >&2; fail "the daemon did not bring up payload and mux"; finish; }
 
-# Never fails (set -e, pipefail): no match yet, or a last candidate that is
-# not the mux, would end the script without a word (issue 13's "silent exit").
-mux_proc() { { pgrep -u "$MUX_UID" -f -- "/dev/.pisec/init mux " || true; } | while read -r p; do
-  if [ "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -d' ' -f2)" = mux ]; then echo "$p"; fi; done | tail -1; }
 # "running" may come a moment before the sandbox's init has exec'd the mux
 # (seen under the slower host-asan build): look for up to 5 s.
 MUX=
 for _ in $(seq 50); do
-  MUX=$(mux_proc)
+  MUX=$(mux_pid "$MUX_UID")
   [ -n "$MUX" ] && break
   sleep 0.1
 done

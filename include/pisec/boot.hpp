@@ -209,6 +209,6 @@ namespace pisec::daemon {
 // `pisecd run`: lockdown → gates → service ruleset → sandboxed payload under
 // the watchdog, with the control socket answering throughout. Runs in the
 // foreground until SIGTERM/SIGINT; returns the process exit code.
-int run(config::Config cfg);
+int run(config::Config&& cfg);
 
 }  // namespace pisec::daemon

@@ -169,6 +169,6 @@ using MakePorts = std::function<Ports(boost::asio::io_context& io, Host& host, c
 
 // The daemon over the given ports: runs in the foreground until SIGTERM/SIGINT
 // (or the machine finishes); returns the process exit code.
-int run_daemon(config::Config cfg, const MakePorts& make_ports);
+int run_daemon(config::Config&& cfg, const MakePorts& make_ports);
 
 }  // namespace pisec::boot

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -62,7 +63,7 @@ std::vector<std::string> build_bwrap_argv(const config::Payload& payload, const 
 
 // The built-in deny list (answered with EPERM), by name, for documentation
 // and tests. Names absent on the running architecture are skipped.
-const std::vector<std::string>& builtin_seccomp_denies();
+std::span<const char* const> builtin_seccomp_denies();
 
 struct SeccompPlan {
   std::vector<int> denied_syscalls;  // resolved numbers, native arch
@@ -82,6 +83,16 @@ std::string seccomp_name_error(const std::string& name);
 // allow; denies -> EPERM; clone with namespace flags -> EPERM; clone3 ->
 // ENOSYS so libc falls back to clone; other architectures -> kill).
 std::vector<std::uint8_t> compile_seccomp_bpf(const SeccompPlan& plan);
+
+// A compiled program and the deny list it was compiled for: spawn() reuses
+// it while the payload's seccomp_deny is that list. Compiling is most of a
+// restart's CPU and some 900 short-lived allocations.
+struct SeccompProgram {
+  std::vector<std::string> deny;      // the seccomp_deny it was compiled for
+  std::vector<std::uint8_t> bpf;      // compile_seccomp_bpf(plan_seccomp(deny))
+  std::vector<std::string> warnings;  // plan_seccomp's
+};
+SeccompProgram compile_seccomp_program(const std::vector<std::string>& deny);
 
 struct SeccompError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -134,6 +145,9 @@ struct SpawnOptions {
   bool disable_userns = true;
   // The child cgroup made for payload.max_memory, under the daemon's own.
   std::string memory_cgroup = "pisecd-payload";
+  // Used when its deny list is the payload's seccomp_deny; compiled afresh
+  // otherwise (or when null).
+  const SeccompProgram* seccomp = nullptr;
 };
 
 // A running sandbox. All fds are O_CLOEXEC; the pipe read ends are
@@ -147,7 +161,6 @@ struct Spawned {
   UniqueFd report_fd;  // builtin init's "reaped N" lines (read end); EOF when it exits
   pid_t init_pid = -1;  // host pid of the sandbox init, once adopted
   UniqueFd init_pidfd;  // pidfd of the sandbox init, once adopted
-  std::vector<std::string> argv;  // what was exec'd, for logs
   std::vector<std::string> warnings;  // for the log: seccomp plan warnings, how max_memory is enforced
 };
 

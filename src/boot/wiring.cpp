@@ -163,6 +163,7 @@ class RealGates final : public GatesPort {
 struct Role {
   std::string name;  // "payload" or "mux", for the log
   config::Payload (*sandbox)(const config::Config&);
+  bool (*enabled)(const config::Config&);
   logs::Stream out, err;
   void (Host::*exited)(int code, int signal);
 };
@@ -171,7 +172,7 @@ config::Payload payload_sandbox(const config::Config& cfg) { return cfg.payload;
 
 // Syscalls the mux never needs on top of the payload's deny list: it only
 // serves sockets, so nothing that changes files or makes new executables.
-const std::vector<std::string> mux_seccomp_extra = {
+constexpr const char* mux_seccomp_extra[] = {
     "execveat", "memfd_create", "chmod", "fchmod", "fchmodat", "chown", "fchown", "lchown", "fchownat",
     "mknod", "mknodat", "link", "linkat", "symlink", "symlinkat", "rename", "renameat", "renameat2",
     "unlink", "unlinkat", "truncate", "ftruncate"};
@@ -195,19 +196,33 @@ config::Payload mux_sandbox(const config::Config& cfg) {
   p.stop_grace_ms = 2000;
   p.max_processes = 16;
   p.max_open_files = 2 * cfg.mux.max_connections + 64;  // a client and an upstream socket each
-  p.seccomp_deny = mux_seccomp_extra;
+  p.seccomp_deny.assign(std::begin(mux_seccomp_extra), std::end(mux_seccomp_extra));
   p.hostname = "mux";
   return p;
 }
 
-const Role payload_role{"payload", payload_sandbox, logs::Stream::payload_stdout, logs::Stream::payload_stderr,
-                        &Host::payload_exited};
-const Role mux_role{"mux", mux_sandbox, logs::Stream::mux, logs::Stream::mux, &Host::mux_exited};
+const Role payload_role{"payload", payload_sandbox, [](const config::Config&) { return true; },
+                        logs::Stream::payload_stdout, logs::Stream::payload_stderr, &Host::payload_exited};
+const Role mux_role{"mux", mux_sandbox, [](const config::Config& cfg) { return cfg.mux.enabled; }, logs::Stream::mux,
+                    logs::Stream::mux, &Host::mux_exited};
 
 class RealSpawner final : public SpawnerPort {
  public:
-  RealSpawner(asio::io_context& io, Host& host, std::shared_ptr<logs::Logger> logger, const Role& role)
-      : io_(io), host_(host), logger_(std::move(logger)), role_(role) {}
+  // The seccomp program is compiled here, at start, when the role is
+  // enabled: its short-lived allocations then come before the daemon's
+  // long-lived ones instead of scattering holes between them (and a restart
+  // does not compile it again). If it fails here, spawn() compiles again and
+  // reports why.
+  RealSpawner(asio::io_context& io, Host& host, std::shared_ptr<logs::Logger> logger, const Role& role,
+              const config::Config& cfg)
+      : io_(io), host_(host), logger_(std::move(logger)), role_(role) {
+    if (!role_.enabled(cfg)) return;
+    try {
+      seccomp_ = sandbox::compile_seccomp_program(role_.sandbox(cfg).seccomp_deny);
+    } catch (const std::exception&) {
+      seccomp_.reset();
+    }
+  }
 
   pid_t spawn(const config::Config& cfg) override;
   void signal(int sig) override;
@@ -231,6 +246,7 @@ class RealSpawner final : public SpawnerPort {
   const Role& role_;
   std::shared_ptr<PayloadRun> payload_;
   std::int64_t reaped_in_finished_ = 0;
+  std::optional<sandbox::SeccompProgram> seccomp_;  // for the last deny list spawned or planned
 };
 
 struct RealSpawner::PayloadRun {
@@ -255,8 +271,15 @@ std::int64_t RealSpawner::orphans_reaped_inside() const {
 pid_t RealSpawner::spawn(const config::Config& cfg) {
   if (auto missing = sandbox::check_user_namespaces(); !missing.empty())
     throw std::runtime_error("the sandbox needs unprivileged user namespaces: " + missing);
+  const config::Payload sandbox = role_.sandbox(cfg);
+  if (!seccomp_ || seccomp_->deny != sandbox.seccomp_deny) {
+    seccomp_.reset();
+    seccomp_ = sandbox::compile_seccomp_program(sandbox.seccomp_deny);
+  }
+  sandbox::SpawnOptions options;
+  options.seccomp = &*seccomp_;
   auto run = std::make_shared<PayloadRun>();
-  run->spawned = sandbox::spawn(role_.sandbox(cfg), sandbox::SpawnOptions{});
+  run->spawned = sandbox::spawn(sandbox, options);
   for (const auto& w : run->spawned.warnings) host_.event(role_.name + ": " + w);
   auto wrap = [this](sandbox::UniqueFd& fd) {
     return std::make_unique<asio::posix::stream_descriptor>(io_, fd.release());
@@ -412,9 +435,9 @@ Ports real_ports(asio::io_context& io, Host& host, const config::Config& cfg) {
   p.control = std::make_unique<RealControl>(io, host, logger);
   p.firewall = std::make_unique<RealFirewall>();
   p.gates = std::make_unique<RealGates>(host);
-  p.spawner = std::make_unique<RealSpawner>(io, host, logger, payload_role);
+  p.spawner = std::make_unique<RealSpawner>(io, host, logger, payload_role, cfg);
   // Always made: a reload may turn the mux on.
-  p.mux = std::make_unique<RealSpawner>(io, host, logger, mux_role);
+  p.mux = std::make_unique<RealSpawner>(io, host, logger, mux_role, cfg);
   p.watchdog = std::make_unique<RealHardwareWatchdog>();
   p.prober = std::make_unique<RealProber>();
   p.privileges = std::make_unique<RealPrivileges>();
@@ -427,6 +450,6 @@ Ports real_ports(asio::io_context& io, Host& host, const config::Config& cfg) {
 
 namespace pisec::daemon {
 
-int run(config::Config cfg) { return boot::run_daemon(std::move(cfg), boot::real_ports); }
+int run(config::Config&& cfg) { return boot::run_daemon(std::move(cfg), boot::real_ports); }
 
 }  // namespace pisec::daemon

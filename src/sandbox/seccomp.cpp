@@ -16,11 +16,12 @@
 
 namespace pisec::sandbox {
 
-const std::vector<std::string>& builtin_seccomp_denies() {
+std::span<const char* const> builtin_seccomp_denies() {
   // Kernel-wide state, other processes' memory, and attack surface a web
   // payload never needs. bwrap needs mount/unshare for set-up, but installs
   // this filter only just before exec'ing our init, so they stay usable to it.
-  static const std::vector<std::string> names = {
+  // Constants, not strings on the heap: the daemon holds this list for life.
+  static constexpr const char* names[] = {
       // mounts and root changes
       "mount", "umount", "umount2", "pivot_root", "chroot", "fsopen", "fsmount", "fsconfig",
       "fspick", "move_mount", "open_tree", "mount_setattr",
@@ -77,15 +78,15 @@ std::string seccomp_name_error(const std::string& name) {
 
 SeccompPlan plan_seccomp(const std::vector<std::string>& extra) {
   SeccompPlan plan;
-  auto deny = [&plan](const std::string& name, int nr) {
+  auto deny = [&plan](std::string_view name, int nr) {
     if (std::find(plan.denied_syscalls.begin(), plan.denied_syscalls.end(), nr) !=
         plan.denied_syscalls.end())
       return;
     plan.denied_syscalls.push_back(nr);
-    plan.denied_names.push_back(name);
+    plan.denied_names.emplace_back(name);
   };
-  for (const auto& name : builtin_seccomp_denies()) {
-    int nr = seccomp_syscall_resolve_name(name.c_str());
+  for (const char* name : builtin_seccomp_denies()) {
+    int nr = seccomp_syscall_resolve_name(name);
     // Negative: not a system call of this architecture (e.g. stime on ARM
     // EABI, clock_settime64 on x86-64). Nothing to deny.
     if (nr >= 0) deny(name, nr);
@@ -143,6 +144,15 @@ std::vector<std::uint8_t> compile_seccomp_bpf(const SeccompPlan& plan) {
     got += static_cast<std::size_t>(n);
   }
   return bpf;
+}
+
+SeccompProgram compile_seccomp_program(const std::vector<std::string>& deny) {
+  SeccompPlan plan = plan_seccomp(deny);
+  SeccompProgram program;
+  program.bpf = compile_seccomp_bpf(plan);
+  program.deny = deny;
+  program.warnings = std::move(plan.warnings);
+  return program;
 }
 
 }  // namespace pisec::sandbox

@@ -254,9 +254,14 @@ std::string check_user_namespaces() {
 
 Spawned spawn(const config::Payload& payload, const SpawnOptions& options) {
   Spawned s;
-  SeccompPlan plan = plan_seccomp(payload.seccomp_deny);
-  s.warnings = plan.warnings;
-  std::vector<std::uint8_t> bpf = compile_seccomp_bpf(plan);
+  SeccompProgram fresh;
+  const SeccompProgram* program = options.seccomp;
+  if (program == nullptr || program->deny != payload.seccomp_deny) {
+    fresh = compile_seccomp_program(payload.seccomp_deny);
+    program = &fresh;
+  }
+  s.warnings = program->warnings;
+  const std::vector<std::uint8_t>& bpf = program->bpf;
 
   // bwrap reads the program from the fd's current offset: write, rewind.
   UniqueFd seccomp(memfd_create("pisec-seccomp", MFD_CLOEXEC));
@@ -277,7 +282,7 @@ Spawned spawn(const config::Payload& payload, const SpawnOptions& options) {
     if (payload.init == "builtin") env.init_host_path = self_exe();
     else if (payload.init == "tini") env.init_host_path = find_tini();
   }
-  s.argv = build_bwrap_argv(payload, env);
+  std::vector<std::string> bwrap_argv = build_bwrap_argv(payload, env);
 
   UniqueFd devnull(open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (!devnull) throw SpawnError("open /dev/null: " + errno_text(errno));
@@ -290,7 +295,7 @@ Spawned spawn(const config::Payload& payload, const SpawnOptions& options) {
            c_report = high_fd(std::move(report.write));
 
   std::vector<char*> argv;
-  for (auto& a : s.argv) argv.push_back(a.data());
+  for (auto& a : bwrap_argv) argv.push_back(a.data());
   argv.push_back(nullptr);
   std::array<char*, 1> envp{nullptr};
 

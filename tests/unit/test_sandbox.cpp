@@ -176,6 +176,22 @@ TEST_CASE("seccomp program compiles to classic BPF", "[sandbox]") {
   CHECK(bpf.size() > 8 * 40);
 }
 
+TEST_CASE("a compiled seccomp program names the deny list it was made for", "[sandbox]") {
+  const std::vector<std::string> deny = {"chmod", "fchmodat"};
+  auto program = sandbox::compile_seccomp_program(deny);
+  CHECK(program.deny == deny);
+  CHECK(program.bpf == sandbox::compile_seccomp_bpf(sandbox::plan_seccomp(deny)));
+  CHECK(program.bpf != sandbox::compile_seccomp_program({"chmod"}).bpf);
+  // The built-in list: every name libseccomp knows, and the shocker escape in it.
+  auto builtin = sandbox::builtin_seccomp_denies();
+  CHECK(builtin.size() > 40);
+  for (const char* name : builtin) CHECK(sandbox::seccomp_name_error(name).empty());
+  CHECK(std::find_if(builtin.begin(), builtin.end(), [](const char* n) {
+          return std::string_view(n) == "open_by_handle_at";
+        }) != builtin.end());
+  CHECK_THROWS_AS(sandbox::compile_seccomp_program({"no_such_syscall"}), sandbox::SeccompError);
+}
+
 namespace {
 // What a child under the compiled filter sees; bit set = as expected.
 enum : int {

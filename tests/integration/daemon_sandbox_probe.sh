@@ -16,6 +16,15 @@ enabled = false
 [watchdog]
 restart = \"never\""
 start_daemon
+# `pisecd run` execs itself once, first thing, with glibc's per-thread malloc
+# cache off (src/main.cpp): same pid, same name, the tunable in its
+# environment. Sanitizer builds replace malloc and skip it.
+if [ "${PISEC_SANITIZED:-0}" != 1 ]; then
+  comm=$(cat "/proc/$T_DAEMON_PID/comm" 2>/dev/null || true)
+  check "the daemon is still named pisecd after its exec (comm '$comm')" test "$comm" = pisecd
+  check "the daemon runs with glibc.malloc.tcache_count=0" \
+    grep -qzE '^GLIBC_TUNABLES=(.*:)?glibc\.malloc\.tcache_count=0' "/proc/$T_DAEMON_PID/environ"
+fi
 wait_for 10 '.payload.state == "stopped" and .payload.last_exit.at_ms > 0' || fail "probe did not finish"
 "$PISECD" logs -s "$T_SOCK" -n 100 | sed -n 's/^[^ ]* stdout: //p' > "$T_DIR/probe.txt"
 sed 's/^/  /' "$T_DIR/probe.txt"

@@ -130,8 +130,9 @@ bool write_all(int fd, std::string_view s);
 // Gives the main thread's stack pages below the caller's frame, less
 // `margin` bytes, back to the kernel (they read as zeros when touched again);
 // the bytes released. 0 on another thread or when /proc/self/maps says
-// nothing of a "[stack]" holding the caller.
-std::size_t release_unused_stack(std::size_t margin = 4096);
+// nothing of a "[stack]" holding the caller. The default margin covers the
+// madvise() call's own frame and x86-64's 128-byte red zone below it.
+std::size_t release_unused_stack(std::size_t margin = 512);
 // Once the boot sequence is behind the daemon: malloc_trim(0) (free pages
 // inside the heap, not only its top) and release_unused_stack().
 void release_boot_memory();

@@ -160,6 +160,9 @@ struct ServerOptions {
   // the socket's own: made 0711 when created, refused when others cannot
   // reach it. admin_group does not apply.
   std::optional<uid_t> reader_uid;
+  // Posted to the loop each time the last client has gone (the daemon gives
+  // the heap pages a request freed back to the kernel then).
+  std::function<void()> on_quiet;
 
   static ServerOptions from_config(const config::Daemon& daemon);
 };

@@ -133,8 +133,9 @@ bool write_all(int fd, std::string_view s);
 // nothing of a "[stack]" holding the caller. The default margin covers the
 // madvise() call's own frame and x86-64's 128-byte red zone below it.
 std::size_t release_unused_stack(std::size_t margin = 512);
-// Once the boot sequence is behind the daemon: malloc_trim(0) (free pages
-// inside the heap, not only its top) and release_unused_stack().
-void release_boot_memory();
+// After a burst the daemon will not repeat soon (the boot sequence, a control
+// request): malloc_trim(0) (free pages inside the heap, not only its top) and
+// release_unused_stack().
+void release_unused_memory();
 
 }  // namespace pisec::util

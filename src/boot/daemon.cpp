@@ -168,7 +168,7 @@ class Daemon : public Host {
     const bool now_running = state_name(state_) == std::string_view("running");
     // Steady state reached (the payload is up and healthy): what starting it
     // took (bwrap's status, the adoption, the health wait) is freed now.
-    if (now_running && was != "running") release_boot_memory_soon();
+    if (now_running && was != "running") release_unused_memory_soon();
     snapshot_.state = state_name(state_);
     snapshot_.payload.state = payload_name(state_);
     snapshot_.payload.restarts = state_.restarts;
@@ -343,14 +343,14 @@ class Daemon : public Host {
     // what it freed back to the kernel, not only the top of the heap, and the
     // stack its deep frames touched. The daemon may now idle for months on a
     // board with 256 MB.
-    if (&c == &payload_) release_boot_memory_soon();
+    if (&c == &payload_) release_unused_memory_soon();
   }
 
   // From a handler of its own, once the current one has returned: its
   // short-lived allocations are freed by then, and the stack is released
   // from the loop's depth rather than from deep inside a transition.
-  void release_boot_memory_soon() {
-    asio::post(io_, [] { util::release_boot_memory(); });
+  void release_unused_memory_soon() {
+    asio::post(io_, [] { util::release_unused_memory(); });
   }
 
   // SIGTERM (inside the sandbox), SIGKILL when the grace period is over.

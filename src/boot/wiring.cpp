@@ -3,6 +3,7 @@
 // the control socket. The loop decides; this file only connects.
 #include <utility>  // before Boost.Asio with GCC 12 and C++20
 
+#include <malloc.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -23,6 +24,7 @@
 #include "pisec/mux.hpp"
 #include "pisec/sandbox.hpp"
 #include "pisec/supervisor.hpp"
+#include "pisec/util.hpp"
 #include "ports.hpp"
 
 namespace pisec::boot {
@@ -38,10 +40,18 @@ class RealControl final : public ControlPort {
   ~RealControl() override { stop(); }
   void start(const config::Config& cfg) override {
     bridge_.table = cfg.firewall.enabled ? cfg.firewall.table : "";
-    server_ = std::make_unique<control::Server>(io_, control::ServerOptions::from_config(cfg.daemon), bridge_);
+    // A request's short-lived allocations (the status JSON, a log dump) leave
+    // freed pages inside the heap, and its frames stack pages, that glibc and
+    // the kernel keep: give them back once the clients are gone, so the idle
+    // daemon holds what it uses, not its last peak. The mux's channel, which
+    // may be asked many times a second, only trims the heap (no /proc read).
+    auto options = control::ServerOptions::from_config(cfg.daemon);
+    options.on_quiet = [] { util::release_unused_memory(); };
+    server_ = std::make_unique<control::Server>(io_, std::move(options), bridge_);
     if (cfg.mux.enabled) {
       // The mux's read-only channel: status and logs, for its uid alone.
       control::ServerOptions o;
+      o.on_quiet = [] { ::malloc_trim(0); };
       o.socket_path = cfg.mux.daemon_socket;
       o.reader_uid = cfg.mux.uid;
       mux_server_ = std::make_unique<control::Server>(io_, o, bridge_);

@@ -523,6 +523,7 @@ void Server::Core::on_accepted(stream_protocol::socket socket) {
 
 void Server::Core::remove(Session* s) {
   sessions.remove_if([s](const std::shared_ptr<Session>& p) { return p.get() == s; });
+  if (sessions.empty() && !stopped && options.on_quiet) asio::post(io, options.on_quiet);
 }
 
 void Server::Core::on_new_entry() {

@@ -36,7 +36,7 @@ std::size_t release_unused_stack(std::size_t margin) {
   return released;
 }
 
-void release_boot_memory() {
+void release_unused_memory() {
   ::malloc_trim(0);
   release_unused_stack();
 }

@@ -562,6 +562,41 @@ TEST_CASE("a client that half-closes after its request still gets the answer", "
   CHECK(answer == "{\"ok\":true,\"status\":" + status::to_json(daemon.snap) + "}\n");
 }
 
+TEST_CASE("on_quiet is posted each time the last client has gone, not before", "[control]") {
+  TempDir dir;
+  FakeDaemon daemon;
+  daemon.snap = sample_snapshot();
+  Loop loop;
+  auto opts = options_in(dir);
+  int quiet = 0;  // touched on the loop thread only; read through run_sync
+  opts.on_quiet = [&quiet] { ++quiet; };
+  control::Server server(loop.io, opts, daemon);
+  Halt halt{loop};
+  loop.start();
+  auto quiet_now = [&] {
+    int q = -1;
+    loop.run_sync([&] {});  // what the last close posted has run by the next round
+    loop.run_sync([&] { q = quiet; });
+    return q;
+  };
+  CHECK(quiet_now() == 0);
+  int a = raw_connect(opts.socket_path), b = raw_connect(opts.socket_path);
+  REQUIRE(a >= 0);
+  REQUIRE(b >= 0);
+  write_all(a, "{\"cmd\":\"status\"}\n");
+  CHECK_FALSE(read_all(a).empty());  // answered, then closed by the server
+  ::close(a);
+  CHECK(quiet_now() == 0);  // b is still connected
+  write_all(b, "{\"cmd\":\"status\"}\n");
+  CHECK_FALSE(read_all(b).empty());
+  ::close(b);
+  CHECK(quiet_now() == 1);
+  CHECK(control::request_status(opts.socket_path, 5s).snapshot.state == "running");
+  CHECK(quiet_now() == 2);
+  loop.run_sync([&] { server.stop(); });
+  CHECK(quiet_now() == 2);  // stopping is not a quiet moment
+}
+
 // ---- issue 8, item 6: bytes from outside never make status unavailable ---------
 
 namespace {

@@ -85,8 +85,8 @@ std::string seccomp_name_error(const std::string& name);
 std::vector<std::uint8_t> compile_seccomp_bpf(const SeccompPlan& plan);
 
 // A compiled program and the deny list it was compiled for: spawn() reuses
-// it while the payload's seccomp_deny is that list. Compiling is most of a
-// restart's CPU and some 900 short-lived allocations.
+// it while the payload's seccomp_deny is that list, instead of making
+// libseccomp's hundreds of short-lived allocations on every start.
 struct SeccompProgram {
   std::vector<std::string> deny;      // the seccomp_deny it was compiled for
   std::vector<std::uint8_t> bpf;      // compile_seccomp_bpf(plan_seccomp(deny))

@@ -173,7 +173,6 @@ class RealGates final : public GatesPort {
 struct Role {
   std::string name;  // "payload" or "mux", for the log
   config::Payload (*sandbox)(const config::Config&);
-  bool (*enabled)(const config::Config&);
   logs::Stream out, err;
   void (Host::*exited)(int code, int signal);
 };
@@ -211,28 +210,14 @@ config::Payload mux_sandbox(const config::Config& cfg) {
   return p;
 }
 
-const Role payload_role{"payload", payload_sandbox, [](const config::Config&) { return true; },
-                        logs::Stream::payload_stdout, logs::Stream::payload_stderr, &Host::payload_exited};
-const Role mux_role{"mux", mux_sandbox, [](const config::Config& cfg) { return cfg.mux.enabled; }, logs::Stream::mux,
-                    logs::Stream::mux, &Host::mux_exited};
+const Role payload_role{"payload", payload_sandbox, logs::Stream::payload_stdout, logs::Stream::payload_stderr,
+                        &Host::payload_exited};
+const Role mux_role{"mux", mux_sandbox, logs::Stream::mux, logs::Stream::mux, &Host::mux_exited};
 
 class RealSpawner final : public SpawnerPort {
  public:
-  // The seccomp program is compiled here, at start, when the role is
-  // enabled: its short-lived allocations then come before the daemon's
-  // long-lived ones instead of scattering holes between them (and a restart
-  // does not compile it again). If it fails here, spawn() compiles again and
-  // reports why.
-  RealSpawner(asio::io_context& io, Host& host, std::shared_ptr<logs::Logger> logger, const Role& role,
-              const config::Config& cfg)
-      : io_(io), host_(host), logger_(std::move(logger)), role_(role) {
-    if (!role_.enabled(cfg)) return;
-    try {
-      seccomp_ = sandbox::compile_seccomp_program(role_.sandbox(cfg).seccomp_deny);
-    } catch (const std::exception&) {
-      seccomp_.reset();
-    }
-  }
+  RealSpawner(asio::io_context& io, Host& host, std::shared_ptr<logs::Logger> logger, const Role& role)
+      : io_(io), host_(host), logger_(std::move(logger)), role_(role) {}
 
   pid_t spawn(const config::Config& cfg) override;
   void signal(int sig) override;
@@ -256,7 +241,9 @@ class RealSpawner final : public SpawnerPort {
   const Role& role_;
   std::shared_ptr<PayloadRun> payload_;
   std::int64_t reaped_in_finished_ = 0;
-  std::optional<sandbox::SeccompProgram> seccomp_;  // for the last deny list spawned or planned
+  // Compiled at the first spawn and again only when a reload changes the
+  // deny list: a restart does not compile it again.
+  std::optional<sandbox::SeccompProgram> seccomp_;
 };
 
 struct RealSpawner::PayloadRun {
@@ -445,9 +432,9 @@ Ports real_ports(asio::io_context& io, Host& host, const config::Config& cfg) {
   p.control = std::make_unique<RealControl>(io, host, logger);
   p.firewall = std::make_unique<RealFirewall>();
   p.gates = std::make_unique<RealGates>(host);
-  p.spawner = std::make_unique<RealSpawner>(io, host, logger, payload_role, cfg);
+  p.spawner = std::make_unique<RealSpawner>(io, host, logger, payload_role);
   // Always made: a reload may turn the mux on.
-  p.mux = std::make_unique<RealSpawner>(io, host, logger, mux_role, cfg);
+  p.mux = std::make_unique<RealSpawner>(io, host, logger, mux_role);
   p.watchdog = std::make_unique<RealHardwareWatchdog>();
   p.prober = std::make_unique<RealProber>();
   p.privileges = std::make_unique<RealPrivileges>();

@@ -130,9 +130,11 @@ bool write_all(int fd, std::string_view s);
 // Gives the main thread's stack pages below the caller's frame, less
 // `margin` bytes, back to the kernel (they read as zeros when touched again);
 // the bytes released. 0 on another thread or when /proc/self/maps says
-// nothing of a "[stack]" holding the caller. The default margin covers the
-// madvise() call's own frame and x86-64's 128-byte red zone below it.
-std::size_t release_unused_stack(std::size_t margin = 512);
+// nothing of a "[stack]" holding the caller. The margin is for what runs
+// below this function's frame while it works: its own locals, the maps
+// walk, the madvise() call (a sanitizer's interceptor is larger still). 512
+// bytes was too few: the host-asan daemon lost its return address.
+std::size_t release_unused_stack(std::size_t margin = 4096);
 // After a burst the daemon will not repeat soon (the boot sequence, a control
 // request): malloc_trim(0) (free pages inside the heap, not only its top) and
 // release_unused_stack().

@@ -63,7 +63,7 @@ void tune_malloc() {
 
 // glibc keeps up to seven freed blocks of each small size in a per-thread
 // cache that malloc_trim never empties: after boot, pages holding nothing
-// else stay dirty for the daemon's life (16 of its 56 KiB of idle heap,
+// else stay dirty for the daemon's life (24 of its 56 KiB of idle heap,
 // measured on the host). glibc has no mallopt for that cache, only the
 // GLIBC_TUNABLES variable it reads at exec, so `pisecd run` execs itself
 // once, first thing, with the cache off. An operator's own tcache_count

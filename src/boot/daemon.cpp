@@ -164,11 +164,6 @@ class Daemon : public Host {
   }
 
   void publish() {
-    const std::string_view was = snapshot_.state;
-    const bool now_running = state_name(state_) == std::string_view("running");
-    // Steady state reached (the payload is up and healthy): what starting it
-    // took (bwrap's status, the adoption, the health wait) is freed now.
-    if (now_running && was != "running") release_unused_memory_soon();
     snapshot_.state = state_name(state_);
     snapshot_.payload.state = payload_name(state_);
     snapshot_.payload.restarts = state_.restarts;
@@ -343,14 +338,9 @@ class Daemon : public Host {
     // what it freed back to the kernel, not only the top of the heap, and the
     // stack its deep frames touched. The daemon may now idle for months on a
     // board with 256 MB.
-    if (&c == &payload_) release_unused_memory_soon();
-  }
-
-  // From a handler of its own, once the current one has returned: its
-  // short-lived allocations are freed by then, and the stack is released
-  // from the loop's depth rather than from deep inside a transition.
-  void release_unused_memory_soon() {
-    asio::post(io_, [] { util::release_unused_memory(); });
+    // Posted: it runs once this handler has returned (its short-lived
+    // allocations freed), from the loop's depth rather than a transition's.
+    if (&c == &payload_) asio::post(io_, [] { util::release_unused_memory(); });
   }
 
   // SIGTERM (inside the sandbox), SIGKILL when the grace period is over.
